@@ -1,0 +1,98 @@
+"""What the guest's architecture fixes: batch size, highmem, section size, zones.
+
+The balloon driver's batch is ``ARRAY_SIZE(frame_list)`` =
+``PAGE_SIZE / sizeof(xen_pfn_t)``: 512 where ``xen_pfn_t`` is 8 bytes
+(x86_64, arm64, and arm32 whose Xen interface uses ``uint64_t``), 1024 on
+x86_32 where it is a 4-byte ``unsigned long`` (kernel-facts §5).  Highmem
+exists only on 32-bit kernels.  ``PAGES_PER_SECTION`` is
+``2^(SECTION_SIZE_BITS - PAGE_SHIFT)``.  Values marked "from memory" in
+kernel-facts are repeated here with the same caveat; every one of them can be
+overridden in a scenario.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+MiB_PAGES = 256  # 4 KiB pages per MiB
+GiB_PAGES = 1024 * MiB_PAGES
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    frame_list: int  # pages per increase/decrease_reservation batch
+    lowmem_pages: int | None  # first highmem pfn; None: no highmem (64-bit)
+    section_pages: int  # PAGES_PER_SECTION
+    max_order: int = 11  # MAX_ORDER: the buddy allocator's largest block is 2^(MAX_ORDER-1)
+
+
+ARCHES: dict[str, Arch] = {
+    # SECTION_SIZE_BITS 27 = 128 MiB (arch/x86/include/asm/sparsemem.h, from memory)
+    "x86_64": Arch("x86_64", frame_list=512, lowmem_pages=None, section_pages=32768),
+    # 4 KiB pages; SECTION_SIZE_BITS 27 since v5.12 (kernel-facts §5)
+    "arm64": Arch("arm64", frame_list=512, lowmem_pages=None, section_pages=32768),
+    # PAE: 896 MiB of lowmem, SECTION_SIZE_BITS 29 = 512 MiB (from memory)
+    "x86_32": Arch("x86_32", frame_list=1024, lowmem_pages=896 * MiB_PAGES, section_pages=131072),
+    # xen_pfn_t is uint64_t on ARM; 3G/1G split with a 240 MiB vmalloc area leaves
+    # about 760 MiB of lowmem; SECTION_SIZE_BITS 28 = 256 MiB (both from memory)
+    "arm32": Arch("arm32", frame_list=512, lowmem_pages=760 * MiB_PAGES, section_pages=65536),
+}
+
+# x86 ZONE_DMA spans pfn 1..4095 minus the legacy hole 0xa0..0xff: 3999 pages,
+# of which the kernel typically manages 3977 (kernel-facts §5).
+X86_DMA_PRESENT = 3999
+X86_DMA_MANAGED = 3977
+# hvmloader puts the PCI hole below 4 GiB at 0xF0000000 by default: an HVM
+# guest's RAM above 3.75 GiB is relocated above 4 GiB, into ZONE_NORMAL.
+HVM_LOW_RAM_END = 3840 * MiB_PAGES
+DMA32_END = 4 * GiB_PAGES
+DMA_END = 16 * MiB_PAGES
+
+
+@dataclass(frozen=True)
+class ZoneSpan:
+    name: str  # DMA, DMA32, Normal, HighMem
+    present: int
+    managed: int
+    highmem: bool = False
+
+
+def managed_of(present: int) -> int:
+    """Managed pages of a zone: present minus its memmap and boot reservations.
+
+    The kernel's exact figure depends on the boot; 98 % is the estimate
+    kernel-facts §5 uses for its table, and scenarios can override the
+    results (``totalreserve_pages``, floors) directly.
+    """
+    return present * 98 // 100
+
+
+def zone_layout(arch: Arch, guest_type: str, pages: int) -> list[ZoneSpan]:
+    """The zones of a guest of ``pages`` RAM pages, lowest first."""
+    zones: list[ZoneSpan] = []
+    if arch.name in ("x86_64", "x86_32"):
+        dma = min(pages, X86_DMA_PRESENT)
+        zones.append(ZoneSpan("DMA", dma, X86_DMA_MANAGED if dma == X86_DMA_PRESENT else managed_of(dma)))
+        rest = pages - dma
+        if arch.name == "x86_64":
+            low_end = HVM_LOW_RAM_END if guest_type in ("hvm", "pvh") else DMA32_END
+            dma32 = min(rest, low_end - DMA_END)
+            zones.append(ZoneSpan("DMA32", dma32, managed_of(dma32)))
+            normal = rest - dma32
+            zones.append(ZoneSpan("Normal", normal, managed_of(normal)))
+            return zones
+        normal = min(rest, max(0, arch.lowmem_pages - DMA_END))
+        zones.append(ZoneSpan("Normal", normal, managed_of(normal)))
+        high = rest - normal
+        zones.append(ZoneSpan("HighMem", high, managed_of(high), highmem=True))
+        return zones
+    if arch.lowmem_pages is None:  # arm64: RAM below 4 GiB is DMA32 (approximation)
+        dma32 = min(pages, 3 * GiB_PAGES)
+        zones.append(ZoneSpan("DMA32", dma32, managed_of(dma32)))
+        zones.append(ZoneSpan("Normal", pages - dma32, managed_of(pages - dma32)))
+        return zones
+    normal = min(pages, arch.lowmem_pages)  # arm32
+    zones.append(ZoneSpan("Normal", normal, managed_of(normal)))
+    zones.append(ZoneSpan("HighMem", pages - normal, managed_of(pages - normal), highmem=True))
+    return zones

@@ -1,0 +1,540 @@
+"""drivers/xen/balloon.c of Linux v5.12-v5.14, transcribed function by function.
+
+Read it beside ``reference/balloon.c``: the functions have the same names and
+take the same decisions in the same order.  What differs is only how pages
+are represented: a ``struct page`` list becomes counts.  The ballooned-page
+list keeps lowmem pages at its head and highmem pages at its tail
+(``balloon_append``), and ``balloon_retrieve`` takes from the head, so the
+list is fully described by ``balloon_low`` and ``balloon_high``; loops that
+handle one page per turn handle a run of pages per turn here.
+
+Everything the driver calls outside balloon.c (the page allocator,
+hypercalls, the workqueue, memory hotplug) belongs to the ``GuestKernel``
+it is given, never to the driver, so a later driver version (the v5.15+
+kernel thread) can run in the same environment.
+
+``unsigned long`` fields are Python ints: a value that would wrap in C shows
+as the negative number it stands for, as in the oracle's CSV.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from balloonsim.errors import KernelBug, SimulationError
+from balloonsim.kernel.hotplug import MEM_ONLINE
+from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Gfp
+from balloonsim.kernel.workqueue import Mutex, WaitQueue, wait_event_interruptible
+from balloonsim.sim import Process
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.guest import GuestKernel
+
+ENOMEM = 12
+RETRY_UNLIMITED = 0
+#: add_ballooned_pages() returning 0 this often without a page to take is the
+#: endless loop the kernel would be in (oracle README, livelock 2).
+LIVELOCK_ROUNDS = 10_000
+
+
+class BpState(enum.Enum):
+    """balloon_process() state."""
+
+    DONE = "DONE"  # done or nothing to do
+    WAIT = "WAIT"  # wait to be rescheduled (hot-added memory to be onlined)
+    EAGAIN = "EAGAIN"  # error, go to sleep
+    ECANCELED = "ECANCELED"  # error, balloon operation canceled
+
+
+BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = BpState
+
+
+@dataclass
+class BalloonStats:
+    """struct balloon_stats (include/xen/balloon.h)."""
+
+    current_pages: int = 0  # pages in the guest (populated)
+    target_pages: int = 0
+    target_unpopulated: int = 0  # pages lent to backends (alloc_xenballooned_pages)
+    total_pages: int = 0  # boot pages + hot-added pages
+    balloon_low: int = 0  # lowmem pages on the ballooned list
+    balloon_high: int = 0  # highmem pages on the ballooned list
+    schedule_delay: int = 1
+    max_schedule_delay: int = 32
+    retry_count: int = 1
+    max_retry_count: int = RETRY_UNLIMITED
+
+
+@dataclass
+class DriverCounters:
+    """What the driver did, for the summary (not part of balloon.c)."""
+
+    passes: int = 0  # balloon_process() calls
+    iterations: int = 0  # turns of its loop
+    pages_out: int = 0  # ballooned out (decrease_reservation)
+    pages_in: int = 0  # populated again (increase_reservation)
+    hotplugged: int = 0  # pages added by reserve_additional_memory
+
+
+class BalloonDriver:
+    """The v5.12-v5.14 driver: a delayed work item on the system workqueue."""
+
+    version = "v5.12"
+
+    def __init__(
+        self,
+        kernel: GuestKernel,
+        *,
+        memory_hotplug: bool,
+        max_retry_count: int = 4,
+        max_schedule_delay: int = 32,
+        bulk_iterations: bool = True,
+    ):
+        self.kernel = kernel
+        self.config_memory_hotplug = memory_hotplug  # CONFIG_XEN_BALLOON_MEMORY_HOTPLUG
+        self.frame_list_size = kernel.arch.frame_list  # ARRAY_SIZE(frame_list)
+        self.balloon_stats = BalloonStats()
+        self.balloon_mutex = Mutex("balloon_mutex")
+        self.balloon_wq = WaitQueue(kernel.env)
+        self.balloon_worker = kernel.delayed_work(self.balloon_process, "balloon_worker")
+        self.xen_hotplug_unpopulated = 0  # sysctl xen/balloon/hotplug_unpopulated
+        self.state: BpState | None = None  # what update_schedule() last returned in the worker
+        self.backend_pages = 0  # pages alloc_xenballooned_pages() handed out (or holds while it sleeps)
+        self.counters = DriverCounters()
+        self.bulk_iterations = bulk_iterations
+        self._boot_tunables = (max_retry_count, max_schedule_delay)
+
+    # -- the ballooned-page list ------------------------------------------------
+
+    def balloon_append(self, low: int, high: int) -> None:
+        """Add pages to the balloon: lowmem at the head, highmem at the tail.
+
+        Lowmem is re-populated first, so highmem pages go at the list tail.
+        """
+        self.balloon_stats.balloon_high += high
+        self.balloon_stats.balloon_low += low
+        self.balloon_wq.wake_up()
+
+    def balloon_retrieve(self, require_lowmem: bool, count: int) -> tuple[int, int]:
+        """Take up to ``count`` pages from the head of the balloon, one by one.
+
+        The head is lowmem while any lowmem page is ballooned.  With
+        ``require_lowmem`` a highmem head ends the run (the C function
+        returns NULL).  Returns (lowmem, highmem) pages taken.
+        """
+        low = min(count, self.balloon_stats.balloon_low)
+        high = 0 if require_lowmem else min(count - low, self.balloon_stats.balloon_high)
+        self.balloon_stats.balloon_low -= low
+        self.balloon_stats.balloon_high -= high
+        return low, high
+
+    def balloon_list_length(self) -> int:
+        return self.balloon_stats.balloon_low + self.balloon_stats.balloon_high
+
+    # -- back-off -------------------------------------------------------------------
+
+    def update_schedule(self, state: BpState) -> BpState:
+        stats = self.balloon_stats
+        if state is BP_WAIT:
+            return BP_WAIT
+
+        if state is BP_ECANCELED:
+            return BP_ECANCELED
+
+        if state is BP_DONE:
+            stats.schedule_delay = 1
+            stats.retry_count = 1
+            return BP_DONE
+
+        stats.retry_count += 1
+
+        if stats.max_retry_count != RETRY_UNLIMITED and stats.retry_count > stats.max_retry_count:
+            stats.schedule_delay = 1
+            stats.retry_count = 1
+            return BP_ECANCELED
+
+        stats.schedule_delay <<= 1
+
+        if stats.schedule_delay > stats.max_schedule_delay:
+            stats.schedule_delay = stats.max_schedule_delay
+
+        return BP_EAGAIN
+
+    # -- memory hotplug (CONFIG_XEN_BALLOON_MEMORY_HOTPLUG) -------------------------
+
+    def reserve_additional_memory(self) -> BpState:
+        if self.config_memory_hotplug:
+            return self._reserve_additional_memory_hotplug()
+        return self._reserve_additional_memory_no_hotplug()
+
+    def additional_memory_resource(self, pages: int) -> Any:
+        resource = self.kernel.hotplug.allocate_resource(pages)
+        if resource is None:
+            self.kernel.printk("err", "Cannot allocate new System RAM resource")
+        return resource
+
+    def release_memory_resource(self, resource: Any) -> None:
+        if resource is None:
+            return
+        # no need to reset the region to identity-mapped: no I/O can be in it
+        self.kernel.hotplug.release_resource(resource)
+
+    def _reserve_additional_memory_hotplug(self) -> BpState:
+        stats = self.balloon_stats
+        credit = stats.target_pages + stats.target_unpopulated - stats.total_pages
+
+        # Already hot-plugged enough pages?  Wait for them to be onlined.
+        if credit <= 0:
+            return BP_WAIT
+
+        section = self.kernel.hotplug.section_pages
+        balloon_hotplug = -(-credit // section) * section  # round_up(credit, PAGES_PER_SECTION)
+
+        resource = self.additional_memory_resource(balloon_hotplug)
+        if resource is None:
+            return self._reserve_failed(resource)
+
+        # (PV MMU only: the new range's p2m entries are set invalid, which
+        # cannot fail in this model.)
+
+        # add_memory_resource() onlines pages through xen_online_page(), which
+        # takes balloon_mutex: drop it, the callers retry after re-taking it.
+        self.balloon_mutex.unlock()
+        rc = self.kernel.hotplug.add_memory_resource(resource)
+        self.balloon_mutex.lock()
+
+        if rc:
+            self.kernel.printk("warn", f"Cannot add additional memory ({rc})")
+            return self._reserve_failed(resource)
+
+        stats.total_pages += balloon_hotplug
+        self.counters.hotplugged += balloon_hotplug
+
+        return BP_WAIT
+
+    def _reserve_failed(self, resource: Any) -> BpState:  # the err: label
+        self.release_memory_resource(resource)
+        return BP_ECANCELED
+
+    def _reserve_additional_memory_no_hotplug(self) -> BpState:
+        stats = self.balloon_stats
+        stats.target_pages = stats.current_pages + stats.target_unpopulated
+        return BP_ECANCELED
+
+    def xen_online_page(self, low: int, high: int) -> None:
+        """Online-page callback: hot-added pages go straight into the balloon."""
+        self.balloon_mutex.lock()
+        self.balloon_append(low, high)
+        self.balloon_mutex.unlock()
+
+    def xen_memory_notifier(self, val: int) -> None:
+        if val == MEM_ONLINE:
+            self.kernel.schedule_delayed_work(self.balloon_worker, 0)
+
+    # -- populating and releasing ------------------------------------------------
+
+    def current_credit(self) -> int:
+        return self.balloon_stats.target_pages - self.balloon_stats.current_pages
+
+    def balloon_is_inflated(self) -> bool:
+        return bool(self.balloon_stats.balloon_low or self.balloon_stats.balloon_high)
+
+    def increase_reservation(self, nr_pages: int) -> BpState:
+        nr_pages = min(nr_pages, self.frame_list_size)
+
+        # frame_list gets the first nr_pages pages of the list, fewer if it is shorter
+        nr_pages = min(nr_pages, self.balloon_list_length())
+
+        rc = self.kernel.xenmem_reservation_increase(nr_pages)
+        if rc <= 0:
+            return BP_EAGAIN
+
+        low, high = self.balloon_retrieve(False, rc)
+        if low + high != rc:
+            raise KernelBug("BUG_ON(page == NULL) in increase_reservation")
+
+        self.kernel.xenmem_reservation_va_mapping_update(rc)
+
+        # Relinquish the pages back to the allocator.
+        self.kernel.mm.free_reserved_pages(low, high)
+
+        self.balloon_stats.current_pages += rc
+        self.counters.pages_in += rc
+
+        return BP_DONE
+
+    def decrease_reservation(self, nr_pages: int, gfp: Gfp) -> BpState:
+        state = BP_DONE
+
+        nr_pages = min(nr_pages, self.frame_list_size)
+
+        # alloc_page() once per page; the first failure ends the batch
+        low, high = self.kernel.mm.alloc_pages(nr_pages, gfp)
+        if low + high < nr_pages:
+            nr_pages = low + high
+            state = BP_EAGAIN
+        self.kernel.mm.adjust_managed_page_count(-nr_pages)
+        self.kernel.xenmem_reservation_scrub_pages(nr_pages)
+
+        # (kmap_flush_unused(): no kmaps in this model)
+
+        # Update the direct mapping, invalidate the P2M, add to the balloon.
+        self.kernel.xenmem_reservation_va_mapping_reset(nr_pages)
+        self.balloon_append(low, high)
+
+        # (flush_tlb_all())
+
+        ret = self.kernel.xenmem_reservation_decrease(nr_pages)
+        if ret != nr_pages:
+            raise KernelBug(f"BUG_ON(ret != nr_pages): decrease_reservation returned {ret} of {nr_pages}")
+
+        self.balloon_stats.current_pages -= nr_pages
+        self.counters.pages_out += nr_pages
+
+        return state
+
+    # -- the worker ----------------------------------------------------------------
+
+    def balloon_process(self) -> Process:
+        """The work function.  As a work item it only ever runs as a single instance."""
+        state = BP_DONE
+        self.counters.passes += 1
+
+        while True:
+            if self.bulk_iterations and self.kernel.iterations_take_no_time:
+                self._run_steady_iterations()
+
+            self.balloon_mutex.lock()
+
+            credit = self.current_credit()
+
+            if credit > 0:
+                if self.balloon_is_inflated():
+                    state = self.increase_reservation(credit)
+                else:
+                    state = self.reserve_additional_memory()
+
+            if credit < 0:
+                n_pages = min(-credit, self.kernel.si_mem_available())
+                state = self.decrease_reservation(n_pages, GFP_BALLOON)
+                if state is BP_DONE and n_pages != -credit and n_pages < self.kernel.totalreserve_pages:
+                    state = BP_EAGAIN
+
+            state = self.update_schedule(state)
+            self.state = state
+            self.counters.iterations += 1
+
+            self.balloon_mutex.unlock()
+
+            yield from self.kernel.cond_resched()
+
+            if not (credit and state is BP_DONE):
+                break
+
+        # Schedule more work if there is some still to be done.
+        if state is BP_EAGAIN:
+            self.kernel.schedule_delayed_work(self.balloon_worker, self.balloon_stats.schedule_delay * self.kernel.hz)
+
+    def _run_steady_iterations(self) -> None:
+        """Do at once the coming loop turns that are known to be full, successful batches.
+
+        Not in balloon.c: a shortcut with exactly the effect of letting the
+        loop above run those turns one by one.  A turn is "steady" when it
+        moves a whole batch and ends BP_DONE: ballooning out, the credit, the
+        MemAvailable clamp and the allocator all allow a full batch and the
+        totalreserve rule does not fire; ballooning in, the credit, the
+        balloon list and Xen's headroom all allow one.  Such turns change
+        nothing but counters, and nothing else runs between them (the mutex
+        is free, but no simulated time passes), so k of them equal one move
+        of k batches.
+        """
+        batch = self.frame_list_size
+        credit = self.current_credit()
+        if credit < 0:
+            turns = self._steady_turns_out(-credit, batch)
+            if turns < 2:
+                return
+            pages = turns * batch
+            low, high = self.kernel.mm.alloc_pages(pages, GFP_BALLOON)
+            if low + high != pages:
+                raise SimulationError(f"steady balloon-out of {pages} pages got {low + high}")
+            self.kernel.mm.adjust_managed_page_count(-pages)
+            self.kernel.xenmem_reservation_scrub_pages(pages)
+            self.kernel.xenmem_reservation_va_mapping_reset(pages)
+            self.balloon_append(low, high)
+            if self.kernel.xenmem_reservation_decrease(pages) != pages:
+                raise KernelBug("BUG_ON(ret != nr_pages) in decrease_reservation")
+            self.balloon_stats.current_pages -= pages
+            self.counters.pages_out += pages
+        elif credit > 0 and self.balloon_is_inflated():
+            turns = min(credit, self.balloon_list_length(), self.kernel.populate_headroom()) // batch
+            if turns < 2:
+                return
+            pages = turns * batch
+            if self.kernel.xenmem_reservation_increase(pages) != pages:
+                raise SimulationError(f"steady populate of {pages} pages was not granted in full")
+            low, high = self.balloon_retrieve(False, pages)
+            self.kernel.xenmem_reservation_va_mapping_update(pages)
+            self.kernel.mm.free_reserved_pages(low, high)
+            self.balloon_stats.current_pages += pages
+            self.counters.pages_in += pages
+        else:
+            return
+        self.state = self.update_schedule(BP_DONE)
+        self.counters.iterations += turns
+
+    def _steady_turns_out(self, wanted: int, batch: int) -> int:
+        """How many coming balloon-out turns are full batches ending BP_DONE."""
+        mm = self.kernel.mm
+        available = self.kernel.si_mem_available()
+        reserve = self.kernel.totalreserve_pages
+        turns = min(wanted, mm.alloc_room(GFP_BALLOON)) // batch  # credit and allocator
+        if mm.mem_available_falls_with_free():
+            # turn i sees MemAvailable = available - i*batch (never clamped at 0 while >= batch)
+            turns = min(turns, available // batch)
+            if available < wanted:  # then every turn is clamped: the totalreserve rule needs
+                turns = min(turns, (available - reserve) // batch + 1 if available >= reserve else 0)
+        else:
+            if available < batch or (available < wanted and available < reserve):
+                return 0
+        return max(0, turns)
+
+    # -- targets -------------------------------------------------------------------
+
+    def balloon_set_new_target(self, target: int) -> None:
+        """Set the new target and kick off processing (no lock: not a read-modify-write)."""
+        self.balloon_stats.target_pages = target
+        self.kernel.schedule_delayed_work(self.balloon_worker, 0)
+
+    # -- pages for backends ----------------------------------------------------------
+
+    def add_ballooned_pages(self, nr_pages: int, signal_after: int | None) -> Process:
+        if self.xen_hotplug_unpopulated:
+            st = self.reserve_additional_memory()
+            if st is not BP_ECANCELED:
+                self.balloon_mutex.unlock()
+                rc = yield from wait_event_interruptible(
+                    self.kernel.env, self.balloon_wq, lambda: self.balloon_list_length() > 0, signal_after
+                )
+                self.balloon_mutex.lock()
+                return -ENOMEM if rc else 0
+
+        if self.kernel.si_mem_available() < nr_pages:
+            return -ENOMEM
+
+        st = self.decrease_reservation(nr_pages, GFP_USER)
+        if st is not BP_DONE:
+            return -ENOMEM
+
+        return 0
+
+    def alloc_xenballooned_pages(self, nr_pages: int, signal_after: int | None = None) -> Process:
+        """Get pages that have been ballooned out; 0 on success, -errno otherwise.
+
+        A SimPy process: it may sleep in add_ballooned_pages() while hot-added
+        memory is onlined.  ``signal_after`` models a signal ending that sleep.
+        """
+        pgno = 0
+        empty_rounds = 0
+
+        self.balloon_mutex.lock()
+
+        self.balloon_stats.target_unpopulated += nr_pages
+
+        while pgno < nr_pages:
+            low, _ = self.balloon_retrieve(True, nr_pages - pgno)
+            if low:
+                pgno += low
+                self.backend_pages += low
+                empty_rounds = 0
+                # (PV MMU only: xen_alloc_p2m_entry(), which cannot fail in this model)
+            else:
+                ret = yield from self.add_ballooned_pages(nr_pages - pgno, signal_after)
+                if ret < 0:
+                    return self._alloc_undo(nr_pages, pgno, ret)
+                empty_rounds += 1
+                if empty_rounds > LIVELOCK_ROUNDS:
+                    raise SimulationError(
+                        "livelock: alloc_xenballooned_pages() needs lowmem pages, but the balloon's head "
+                        "is highmem and add_ballooned_pages() keeps succeeding without adding lowmem"
+                    )
+        self.balloon_mutex.unlock()
+        return 0
+
+    def _alloc_undo(self, nr_pages: int, pgno: int, ret: int) -> int:  # the out_undo: label
+        self.balloon_mutex.unlock()
+        self.free_xenballooned_pages(pgno)
+        # free_xenballooned_pages() subtracts only pgno pages, but target_unpopulated
+        # was raised by nr_pages: remove the rest too, or the accounting is off.
+        self.balloon_stats.target_unpopulated -= nr_pages - pgno
+        return ret
+
+    def free_xenballooned_pages(self, nr_pages: int) -> None:
+        """Return pages got with alloc_xenballooned_pages (all of them lowmem)."""
+        self.balloon_mutex.lock()
+
+        self.backend_pages -= nr_pages
+        self.balloon_append(nr_pages, 0)
+
+        self.balloon_stats.target_unpopulated -= nr_pages
+
+        # The balloon may be too large now.  Shrink it if needed.
+        if self.current_credit():
+            self.kernel.schedule_delayed_work(self.balloon_worker, 0)
+
+        self.balloon_mutex.unlock()
+
+    # -- boot ----------------------------------------------------------------------
+
+    def balloon_add_region(self, start_pfn: int, pages: int) -> None:
+        """PV boot: put an extra-memory region (never in totalram) in the balloon."""
+        # If usable memory was limited (e.g. with mem=), don't add pages beyond it.
+        extra_pfn_end = min(self.kernel.max_pfn, start_pfn + pages)
+        low, high = self.kernel.split_by_zone(start_pfn, extra_pfn_end)
+        self.balloon_append(low, high)
+        self.balloon_stats.total_pages += extra_pfn_end - start_pfn
+
+    def balloon_init(self) -> None:
+        stats = self.balloon_stats
+        kernel = self.kernel
+        if kernel.xen_pv_domain:
+            stats.current_pages = min(kernel.xen_start_info_nr_pages - kernel.xen_released_pages, kernel.max_pfn)
+        else:
+            stats.current_pages = kernel.get_num_physpages()
+        stats.target_pages = stats.current_pages
+        stats.balloon_low = 0
+        stats.balloon_high = 0
+        stats.total_pages = stats.current_pages
+
+        stats.schedule_delay = 1
+        stats.max_schedule_delay = 32
+        stats.retry_count = 1
+        stats.max_retry_count = 4
+
+        if self.config_memory_hotplug:
+            kernel.hotplug.set_online_page_callback(self.xen_online_page)
+            kernel.hotplug.register_memory_notifier(self.xen_memory_notifier)
+            kernel.register_sysctl("xen/balloon/hotplug_unpopulated", self.proc_hotplug_unpopulated)
+
+        if kernel.xen_pv_domain and not kernel.config_xen_unpopulated_alloc:
+            # Initialise the balloon with the extra memory regions (arch/x86/xen/setup.c).
+            for start_pfn, pages in kernel.xen_extra_mem:
+                if pages:
+                    self.balloon_add_region(start_pfn, pages)
+
+    def apply_boot_tunables(self) -> None:
+        """The scenario's sysfs settings, written once the driver is up (e.g. by a boot script)."""
+        self.balloon_stats.max_retry_count, self.balloon_stats.max_schedule_delay = self._boot_tunables
+
+    def proc_hotplug_unpopulated(self, text: str) -> int:
+        """proc_dointvec_minmax with the table's bounds 0..1: 0, or -EINVAL."""
+        try:
+            value = int(text.strip(), 10)
+        except ValueError:
+            return -22
+        if not 0 <= value <= 1:
+            return -22
+        self.xen_hotplug_unpopulated = value
+        return 0

@@ -1,0 +1,296 @@
+"""One guest kernel: the environment the balloon driver runs in, assembled from a scenario.
+
+``GuestKernel`` is what the driver calls for everything outside balloon.c:
+the page allocator (``mm``), hypercalls, the workqueue, memory hotplug,
+xenstore, sysctl and printk.  It talks to Xen only as a real guest does,
+through hypercalls on its own domain and xenstore.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import simpy
+
+from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
+from balloonsim.kernel.balloon import BalloonDriver, BpState
+from balloonsim.kernel.hotplug import MemoryHotplug
+from balloonsim.kernel.mm import Gfp, GuestMemory
+from balloonsim.kernel.watermarks import compute_reserves
+from balloonsim.kernel.workqueue import DelayedWork
+from balloonsim.kernel.xen_balloon import XenBalloonFrontend
+from balloonsim.scenario.model import Domain as DomainSpec
+from balloonsim.sim import Process, run_now
+from balloonsim.units import Clock
+from balloonsim.workload import Workload
+from balloonsim.xen.hypervisor import Domain, Host
+from balloonsim.xen.xenstore import XenStore
+
+#: trace(kind, pages, value, message): one row of the events table
+TraceSink = Callable[[str, int, int, str], None]
+
+
+class GuestKernel:
+    def __init__(
+        self,
+        env: simpy.Environment,
+        spec: DomainSpec,
+        *,
+        host: Host,
+        domain: Domain,
+        xenstore: XenStore,
+        on_work_done: Callable[[GuestKernel], None],
+        on_trace: TraceSink,
+        bulk_iterations: bool = True,
+    ):
+        self.env = env
+        self.spec = spec
+        self.name = spec.name
+        self.host = host
+        self.domain = domain
+        self.xenstore = xenstore
+        self._on_work_done = on_work_done
+        self._on_trace = on_trace
+        kconf = spec.kernel
+
+        base = ARCHES[kconf.arch]
+        lowmem = kconf.lowmem if kconf.lowmem is not None else base.lowmem_pages
+        section = kconf.hotplug.section if kconf.hotplug.section is not None else base.section_pages
+        self.arch = Arch(base.name, base.frame_list, lowmem, section, base.max_order)
+        self.hz = kconf.hz
+        self.clock = Clock(kconf.hz)
+
+        # What the guest was booted with.
+        self.xen_pv_domain = spec.type == "pv"
+        self.xen_initial_domain = spec.initial_domain
+        self.config_xen_unpopulated_alloc = kconf.unpopulated_alloc
+        self.xen_start_info_nr_pages = spec.memory
+        self.xen_released_pages = 0
+        static_max = spec.static_max_pages or spec.memory
+        if self.xen_pv_domain:  # E820 RAM up to static-max; beyond nr_pages it is extra memory
+            self.max_pfn = max(spec.memory, static_max)
+            self.xen_extra_mem = [(spec.memory, self.max_pfn - spec.memory)]
+        else:
+            self.max_pfn = spec.memory
+            self.xen_extra_mem = []
+        self.xen_scrub_pages = spec.balloon.scrub_pages
+        self.iterations_take_no_time = True  # no costs in this model yet
+
+        spans = zone_layout(self.arch, spec.type, spec.memory)
+        reserves = compute_reserves(
+            spans, min_free_kbytes=kconf.min_free_kbytes, watermark_scale_factor=kconf.watermark_scale_factor
+        )
+        self.reserves = reserves
+        low_boot, high_boot = self.split_by_zone(0, spec.memory)
+
+        def pick(value: int | str, default: int) -> int:
+            return default if value == "auto" else int(value)
+
+        self.mm = GuestMemory(
+            free_low=low_boot,
+            free_high=high_boot,
+            managed=spec.memory,
+            totalreserve_pages=pick(kconf.totalreserve_pages, reserves.totalreserve_pages),
+            wmark_low_total=reserves.wmark_low_total,
+            floor_balloon=pick(kconf.floor_balloon, reserves.alloc_floor(highmem_ok=True)),
+            floor_user=pick(kconf.floor_user, reserves.alloc_floor(highmem_ok=False)),
+            mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
+            on_alloc_fail=self._alloc_failed,
+        )
+        self.boot_used = self.mm.take(kconf.used_at_boot)
+        self.workload = Workload(self.mm)
+        self.hotplug = MemoryHotplug(
+            boot_end_pfn=self.max_pfn,
+            section_pages=section,
+            auto_online=kconf.hotplug.auto_online,
+            lowmem_pfn=lowmem,
+            max_added=kconf.hotplug.max_added,
+            on_event=lambda kind, pages, pfn: self.trace(kind, pages, pfn),
+        )
+        self._sysctl: dict[str, Callable[[str], int]] = {}
+
+        self.driver = BalloonDriver(
+            self,
+            memory_hotplug=kconf.hotplug.enabled,
+            max_retry_count=spec.balloon.max_retry_count,
+            max_schedule_delay=spec.balloon.max_schedule_delay,
+            bulk_iterations=bulk_iterations,
+        )
+        self.frontend = XenBalloonFrontend(self, self.driver)
+
+    def boot(self) -> None:
+        """subsys_initcall(balloon_init): the driver starts, then xen_balloon_init() watches xenstore."""
+        self.driver.balloon_init()
+        self.driver.apply_boot_tunables()
+        if self.spec.balloon.hotplug_unpopulated:
+            self.sysctl_write("xen/balloon/hotplug_unpopulated", str(self.spec.balloon.hotplug_unpopulated))
+        self.frontend.xen_balloon_init()
+
+    # -- services the driver calls ------------------------------------------------------
+
+    @property
+    def totalreserve_pages(self) -> int:
+        return self.mm.totalreserve_pages
+
+    def si_mem_available(self) -> int:
+        return self.mm.si_mem_available()
+
+    def get_num_physpages(self) -> int:
+        return self.spec.memory
+
+    def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
+        """(lowmem, highmem) pages among pfns [start, end)."""
+        if self.arch.lowmem_pages is None:
+            return end_pfn - start_pfn, 0
+        low = max(0, min(end_pfn, self.arch.lowmem_pages) - start_pfn)
+        return low, (end_pfn - start_pfn) - low
+
+    def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
+        return DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", lambda: self._on_work_done(self))
+
+    def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
+        return work.schedule(delay)
+
+    def cond_resched(self) -> Process:
+        """Give up the CPU if someone else should run.  Takes no simulated time yet."""
+        return
+        yield  # a generator, so callers can ``yield from`` it
+
+    def xenmem_reservation_increase(self, count: int) -> int:
+        granted = self.host.populate_physmap(self.domain, count)
+        if granted < count:
+            self.trace("populate_partial" if granted else "populate_refused", count, granted)
+        return granted
+
+    def xenmem_reservation_decrease(self, count: int) -> int:
+        return self.host.decrease_reservation(self.domain, count)
+
+    def populate_headroom(self) -> int:
+        return self.host.populate_headroom(self.domain)
+
+    def xenmem_reservation_scrub_pages(self, count: int) -> None:
+        """Zero each page before Xen gets it back (when xen_scrub_pages).  Free of cost here."""
+
+    def xenmem_reservation_va_mapping_update(self, count: int) -> None:
+        """PV: set the p2m entry and kernel mapping of each page.  Free of cost here."""
+
+    def xenmem_reservation_va_mapping_reset(self, count: int) -> None:
+        """PV: clear the kernel mapping and p2m entry of each page.  Free of cost here."""
+
+    def register_sysctl(self, path: str, handler: Callable[[str], int]) -> None:
+        self._sysctl[path] = handler
+
+    def register_xenbus_watch(self, path: str, callback: Callable[[str], None]) -> None:
+        self.xenstore.watch(self.domain.domid, path, callback)
+
+    def xenbus_read(self, path: str) -> str | None:
+        return self.xenstore.read(self.domain.domid, path)
+
+    def printk(self, level: str, message: str) -> None:
+        self.trace("printk", message=f"[{level}] {message}")
+
+    def trace(self, kind: str, pages: int = -1, value: int = -1, message: str = "") -> None:
+        self._on_trace(kind, pages, value, message)
+
+    def _alloc_failed(self, gfp: Gfp, wanted: int, got: int) -> None:
+        self.trace("alloc_failed", wanted, got, gfp.name)
+
+    # -- what users and programs do ---------------------------------------------------
+
+    def sysctl_write(self, path: str, text: str) -> int:
+        handler = self._sysctl.get(path)
+        if handler is None:
+            self.trace("sysctl_missing", message=f"/proc/sys/{path} does not exist in this kernel build")
+            return -2  # -ENOENT
+        rc = handler(text)
+        if rc:
+            self.trace("sysctl_rejected", message=f"/proc/sys/{path}: {text!r} rejected ({rc})")
+        return rc
+
+    def sysfs_write(self, attribute: str, text: str) -> int:
+        rc = self.frontend.sysfs_store(attribute, text)
+        if rc:
+            self.trace("sysfs_rejected", message=f"{attribute}: {text!r} rejected ({rc})")
+        return rc
+
+    def alloc_xenballooned_pages(
+        self, pages: int, signal_after: int | None, on_sleep: Callable[[], None], on_return: Callable[[int], None]
+    ) -> None:
+        """A backend's call; ``on_return(rc)`` runs when it returns, ``on_sleep()`` if it sleeps first."""
+
+        def call() -> Process:
+            rc = yield from self.driver.alloc_xenballooned_pages(pages, signal_after)
+            self.trace("alloc_ballooned", pages, rc)
+            return rc
+
+        run_now(self.env, _calling_on_first_wait(call(), on_sleep), on_return)
+
+    def free_xenballooned_pages(self, pages: int) -> None:
+        held = self.driver.backend_pages
+        if pages > held:
+            self.trace("free_short", pages, held, f"only {held} pages are held by backends")
+            pages = held
+        self.driver.free_xenballooned_pages(pages)
+
+    def online_hotplugged_memory(self) -> None:
+        if not self.hotplug.online_waiting():
+            self.trace("online_nothing", message="no hot-added memory is waiting to be onlined")
+
+    # -- what the timeline reads -------------------------------------------------------
+
+    @property
+    def state(self) -> BpState | None:
+        return self.driver.state
+
+    def used_pages(self) -> int:
+        return sum(self.boot_used) + self.workload.pages
+
+    def present_pages(self) -> int:
+        return self.max_pfn + self.hotplug.added_pages
+
+    def conservation_problem(self) -> str | None:
+        """None when every page of the guest is accounted for once; else what is wrong."""
+        stats = self.driver.balloon_stats
+        mm = self.mm
+        counts = {
+            "free_low": mm.free_low,
+            "free_high": mm.free_high,
+            "balloon_low": stats.balloon_low,
+            "balloon_high": stats.balloon_high,
+            "backend": self.driver.backend_pages,
+            "offline": self.hotplug.offline_pages,
+            "workload": self.workload.pages,
+        }
+        negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
+        if negative:
+            return f"negative page counts: {', '.join(negative)}"
+        populated = mm.free_pages + self.used_pages()
+        unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
+        accounted = (
+            populated + stats.balloon_low + stats.balloon_high + self.driver.backend_pages
+            + self.hotplug.offline_pages + unpopulated_extra
+        )
+        if accounted != self.present_pages():
+            return (
+                f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "
+                f"{stats.balloon_low + stats.balloon_high} + lent {self.driver.backend_pages} + offline "
+                f"{self.hotplug.offline_pages} + unpopulated extra {unpopulated_extra} = {accounted}, "
+                f"but the guest has {self.present_pages()} pages"
+            )
+        if populated != self.domain.tot_pages:
+            return f"the guest has {populated} populated pages but Xen counts tot_pages {self.domain.tot_pages}"
+        return None
+
+
+def _calling_on_first_wait(process: Process, on_wait: Callable[[], None]) -> Process:
+    """``process`` unchanged, except that ``on_wait()`` runs when it first waits."""
+    try:
+        event = next(process)
+    except StopIteration as stop:
+        return stop.value
+    on_wait()
+    while True:
+        value = yield event
+        try:
+            event = process.send(value)
+        except StopIteration as stop:
+            return stop.value

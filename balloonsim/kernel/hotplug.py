@@ -1,0 +1,126 @@
+"""Memory hotplug, the parts the balloon driver uses (mm/memory_hotplug.c, kernel/resource.c).
+
+* ``allocate_resource`` finds, first-fit and section-aligned, a free range of
+  physical address space after boot RAM (and within ``max_added`` pages of
+  hot-pluggable space, if limited).
+* ``add_memory_resource`` creates the (unpopulated) pages of the range, and
+  onlines them at once when auto-onlining is on; otherwise they wait for an
+  ``online`` request.
+* Onlining goes one memory block (one section) at a time, like
+  ``online_pages``: the registered online-page callback receives the block's
+  pages (the balloon driver's ``xen_online_page`` puts them in the balloon),
+  then the memory notifiers hear ``MEM_ONLINE``.
+
+A page is highmem when its pfn is at or above the lowmem boundary, hot-added
+pages included.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MEM_ONLINE = 1
+MEM_GOING_ONLINE = 2
+
+OnlineCallback = Callable[[int, int], None]  # (lowmem pages, highmem pages) of one chunk
+Notifier = Callable[[int], None]
+
+
+@dataclass
+class Resource:
+    start_pfn: int
+    pages: int
+
+    @property
+    def end_pfn(self) -> int:
+        return self.start_pfn + self.pages
+
+
+class MemoryHotplug:
+    def __init__(
+        self,
+        *,
+        boot_end_pfn: int,
+        section_pages: int,
+        auto_online: bool,
+        lowmem_pfn: int | None,
+        max_added: int | None,
+        on_event: Callable[[str, int, int], None],
+    ):
+        self.section_pages = section_pages
+        self.auto_online = auto_online
+        self.lowmem_pfn = lowmem_pfn
+        self.boot_end_pfn = boot_end_pfn
+        first = -(-boot_end_pfn // section_pages) * section_pages
+        self.window_end = None if max_added is None else first + max_added
+        self.resources: list[Resource] = []  # hot-added ranges, by address
+        self.waiting: list[Resource] = []  # added, not yet onlined
+        self.added_pages = 0
+        self.offline_pages = 0
+        self.online_page_callback: OnlineCallback | None = None
+        self.notifiers: list[Notifier] = []
+        self._on_event = on_event
+
+    def set_online_page_callback(self, callback: OnlineCallback) -> None:
+        self.online_page_callback = callback
+
+    def register_memory_notifier(self, notifier: Notifier) -> None:
+        self.notifiers.append(notifier)
+
+    def allocate_resource(self, pages: int) -> Resource | None:
+        """First fit, aligned to a section, above boot RAM; None when no range fits (-EBUSY)."""
+        align = self.section_pages
+        lo = self.boot_end_pfn
+        for res in [*self.resources, None]:
+            hi = res.start_pfn if res is not None else None
+            start = -(-lo // align) * align
+            fits_gap = hi is None or start + pages <= hi
+            fits_window = self.window_end is None or start + pages <= self.window_end
+            if fits_gap and fits_window:
+                new = Resource(start, pages)
+                self.resources.append(new)
+                self.resources.sort(key=lambda r: r.start_pfn)
+                return new
+            if res is not None:
+                lo = res.end_pfn
+        return None
+
+    def release_resource(self, res: Resource) -> None:
+        self.resources.remove(res)
+
+    def add_memory_resource(self, res: Resource) -> int:
+        """Create the range's pages; online them now if auto-onlining.  0 or -errno."""
+        if res.start_pfn % self.section_pages or res.pages % self.section_pages:
+            return -22  # -EINVAL: check_hotplug_memory_range()
+        self.added_pages += res.pages
+        self.offline_pages += res.pages
+        self._on_event("hotplug_add", res.pages, res.start_pfn)
+        if self.auto_online:
+            self.online_range(res)
+        else:
+            self.waiting.append(res)
+        return 0
+
+    def online_waiting(self) -> int:
+        """Online every range that waits; the number of pages onlined."""
+        waiting, self.waiting = self.waiting, []
+        for res in waiting:
+            self.online_range(res)
+        return sum(r.pages for r in waiting)
+
+    def online_range(self, res: Resource) -> None:
+        assert self.online_page_callback is not None, "no online-page callback registered"
+        for block in range(res.start_pfn, res.end_pfn, self.section_pages):
+            end = min(block + self.section_pages, res.end_pfn)
+            low = self._lowmem_in(block, end)
+            self.offline_pages -= end - block
+            self.online_page_callback(low, (end - block) - low)
+            self._on_event("online", end - block, block)
+            for notifier in list(self.notifiers):
+                notifier(MEM_ONLINE)
+
+    def _lowmem_in(self, start: int, end: int) -> int:
+        if self.lowmem_pfn is None:
+            return end - start
+        return max(0, min(end, self.lowmem_pfn) - start)

@@ -1,0 +1,190 @@
+"""The C oracle's script format and CSV, for checking balloonsim against the kernel's own code.
+
+The oracle (``shared/oracle`` in the project's workspace) compiles the
+unmodified balloon.c in a scripted harness.  This module turns one of its
+scripts into the equivalent balloonsim scenario, and compares a balloonsim
+timeline with the oracle's CSV column by column.  balloonsim never needs the
+oracle to run; the oracle's traces are test fixtures.
+
+The mapping, verb by verb (the oracle's HVM guest, its page pool all free at
+boot, its floors and reserves 0 unless the script sets them):
+
+=======================  ==============================================
+oracle script            balloonsim scenario
+=======================  ==============================================
+``init pages=N ...``     one HVM domain of N pages; memory/target not
+                         written at boot (the boot watch finds none);
+                         ``lowmem=N`` selects arm32 (highmem, 512-page
+                         batches, as the oracle's x86_64 build has)
+``target P``             ``target: 4P KiB`` (xenstore; target_diff is 0)
+``max_retry N``          ``sysfs: {max_retry_count: N}``
+``max_delay N``          ``sysfs: {max_schedule_delay: N}``
+``alloc_ballooned N``    ``alloc_ballooned: {pages: N, signal_after: 0s}``
+                         (the harness ends a sleep as a signal would)
+other verbs              the event of the same name
+=======================  ==============================================
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from typing import Any
+
+from balloonsim.errors import ScenarioError
+from balloonsim.results.result import Result
+from balloonsim.scenario.model import HOST_ACTIONS
+from balloonsim.units import Clock, format_ns
+
+#: oracle CSV columns, in its order
+CSV_COLUMNS = (
+    "jiffies,cause,current_pages,target_pages,target_unpopulated,total_pages,balloon_low,balloon_high,"
+    "schedule_delay,retry_count,state,work_pending,work_expiry,host_free,dom_pages,guest_free"
+).split(",")
+#: balloonsim causes whose oracle verb has another name
+CAUSE_TO_VERB = {"max_retry_count": "max_retry", "max_schedule_delay": "max_delay"}
+_INIT_KEYS = {
+    "pages", "lowmem", "host_free", "max_pages", "floor_balloon", "floor_user", "totalreserve",
+    "mem_available", "auto_online",
+}  # fmt: skip
+_ONE_ARG_VERBS = {
+    "target", "host_free", "max_pages", "take", "give", "totalreserve", "mem_available", "alloc_ballooned",
+    "free_ballooned", "hotplug_unpopulated", "max_retry", "max_delay",
+}  # fmt: skip
+
+
+def script_to_scenario(
+    text: str, name: str, *, hz: int = 250, section_pages: int = 32768, hotplug: bool | None = None
+) -> dict[str, Any]:
+    """An oracle script as a balloonsim scenario (a dict, ready for YAML).
+
+    ``hotplug`` selects the oracle-hotplug build; None reads it from the
+    script's ``# oracle: NAME`` comment.  ``hz`` and ``section_pages`` are the
+    build's HZ and PAGES_PER_SECTION.
+    """
+    clock = Clock(hz)
+    comments: list[str] = []
+    init: dict[str, str] | None = None
+    events: list[dict[str, Any]] = []
+    end: int | None = None
+
+    def fail(lineno: int, message: str) -> None:
+        raise ScenarioError([f"{name}:{lineno}: {message}"])
+
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line, _, comment = raw.partition("#")
+        if not line.strip():
+            if comment.strip().startswith("oracle:") and hotplug is None:
+                hotplug = comment.split(":", 1)[1].strip() == "oracle-hotplug"
+            elif init is None and comment.strip():
+                comments.append(comment.strip())
+            continue
+        words = line.split()
+        if init is None:
+            if words[0] != "init":
+                fail(lineno, "the first statement must be 'init'")
+            init = {}
+            for word in words[1:]:
+                key, eq, value = word.partition("=")
+                if not eq or key not in _INIT_KEYS:
+                    fail(lineno, f"init: unknown setting {word!r}")
+                init[key] = value
+            continue
+        if words[0] == "end" and len(words) == 2:
+            end = int(words[1])
+            continue
+        if words[0] != "at" or len(words) < 3:
+            fail(lineno, f"expected 'at J verb [arg]' or 'end J', got {line.strip()!r}")
+        at = format_ns(clock.jiffy_start_ns(int(words[1])))
+        verb, args = words[2], words[3:]
+        if (verb in _ONE_ARG_VERBS) != (len(args) == 1) or (verb == "online" and args):
+            fail(lineno, f"{verb}: wrong number of arguments")
+        action = _event(verb, args[0] if args else "", lineno, fail)
+        events.append({"at": at, **action} if verb in HOST_ACTIONS else {"at": at, "domain": "guest", **action})
+    if init is None or end is None:
+        raise ScenarioError([f"{name}: a script needs 'init ...' and 'end J'"])
+
+    pages = int(init["pages"])
+    kernel: dict[str, Any] = {
+        "hz": hz,
+        "totalreserve_pages": int(init.get("totalreserve", 0)),
+        "floor_balloon": int(init.get("floor_balloon", 0)),
+        "floor_user": int(init.get("floor_user", 0)),
+        "mem_available": _auto_or_int(init.get("mem_available", "auto")),
+        "hotplug": {
+            "enabled": bool(hotplug),
+            "auto_online": init.get("auto_online", "1") == "1",
+            "section": f"{section_pages} pages",
+        },
+    }
+    if init.get("lowmem", "all") != "all":
+        kernel = {"arch": "arm32", "lowmem": f"{int(init['lowmem'])} pages", **kernel}
+    domain: dict[str, Any] = {
+        "name": "guest",
+        "memory": f"{pages} pages",
+        "initial_target": "absent",
+        "max_pages": f"{int(init.get('max_pages', pages))} pages",
+        "kernel": kernel,
+    }
+    return {
+        "name": name,
+        "description": " ".join(comments) or f"converted from the oracle script {name}",
+        "duration": format_ns(clock.jiffy_start_ns(end)),
+        "host": {"free": f"{int(init.get('host_free', 0))} pages"},
+        "domains": [domain],
+        "events": events,
+    }
+
+
+def _auto_or_int(value: str) -> int | str:
+    return value if value == "auto" else int(value)
+
+
+def _event(verb: str, arg: str, lineno: int, fail: Any) -> dict[str, Any]:
+    if verb == "target":
+        return {"target": f"{int(arg) * 4}KiB"}
+    if verb == "max_retry":
+        return {"sysfs": {"max_retry_count": arg}}
+    if verb == "max_delay":
+        return {"sysfs": {"max_schedule_delay": arg}}
+    if verb == "alloc_ballooned":
+        return {"alloc_ballooned": {"pages": int(arg), "signal_after": "0s"}}
+    if verb == "online":
+        return {"online": True}
+    if verb == "mem_available":
+        return {"mem_available": _auto_or_int(arg)}
+    if verb == "hotplug_unpopulated":
+        return {"hotplug_unpopulated": arg}
+    if verb in ("host_free", "max_pages", "take", "give", "totalreserve", "free_ballooned"):
+        return {verb: int(arg)}
+    fail(lineno, f"unknown verb {verb!r}")
+    return {}
+
+
+def timeline_as_csv_rows(result: Result) -> list[dict[str, str]]:
+    """The timeline in the oracle's CSV columns and spelling."""
+    tl = result.timeline
+    rows = []
+    for rec in tl.itertuples(index=False):
+        row = {c: str(getattr(rec, c)) for c in CSV_COLUMNS if c not in ("cause", "work_pending")}
+        cause = str(rec.cause)
+        row["cause"] = CAUSE_TO_VERB.get(cause, cause)
+        row["work_pending"] = "1" if rec.work_pending else "0"
+        rows.append(row)
+    return rows
+
+
+def compare_with_csv(result: Result, csv_text: str, limit: int = 10) -> list[str]:
+    """Differences between a balloonsim timeline and an oracle CSV, row by row (empty: equal)."""
+    expected = list(csv.DictReader(io.StringIO(csv_text)))
+    actual = timeline_as_csv_rows(result)
+    problems = []
+    for n, (want, got) in enumerate(zip(expected, actual), 1):
+        diffs = [f"{c}: oracle {want[c]}, balloonsim {got[c]}" for c in CSV_COLUMNS if want[c] != got[c]]
+        if diffs:
+            problems.append(f"row {n} ({want['cause']} at jiffy {want['jiffies']}): " + "; ".join(diffs))
+            if len(problems) >= limit:
+                break
+    if len(expected) != len(actual) and len(problems) < limit:
+        problems.append(f"the oracle has {len(expected)} rows, balloonsim {len(actual)}")
+    return problems

@@ -1,0 +1,110 @@
+"""A run's results as pandas DataFrames, built once from the recorder's buffers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from balloonsim.results.recorder import EVENT_FIELDS, HOST_FIELDS, STATES, TIMELINE_FIELDS, Recorder
+from balloonsim.results.summary import domain_summary, target_episodes
+from balloonsim.units import NS_PER_S, PAGE_SIZE
+
+MIB = 1 << 20
+HOST = "(host)"
+
+
+@dataclass
+class Result:
+    """What a run produced.
+
+    ``timeline``: one row per domain after every external event and every
+    ``balloon_process()`` pass (DESIGN.md's timeline contract).
+    ``events``: what happened inside (EAGAIN, hotplug, refused allocations...).
+    ``host``: the host's free memory after every timeline row.
+    ``targets``: every target a domain was given, and when it was reached.
+    ``summary``: one row per domain.
+    """
+
+    timeline: pd.DataFrame
+    events: pd.DataFrame
+    host: pd.DataFrame
+    targets: pd.DataFrame
+    summary: pd.DataFrame
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def domain(self, name: str) -> pd.DataFrame:
+        """The timeline rows of one domain."""
+        return self.timeline[self.timeline["domain"] == name].reset_index(drop=True)
+
+    @property
+    def tables(self) -> dict[str, pd.DataFrame]:
+        return {
+            "timeline": self.timeline,
+            "events": self.events,
+            "host": self.host,
+            "targets": self.targets,
+            "summary": self.summary,
+        }
+
+
+def build_result(
+    recorder: Recorder, hz: list[int], counters: dict[str, dict[str, int]], metadata: dict[str, Any]
+) -> Result:
+    domains = pd.CategoricalDtype(recorder.domains)
+    causes = pd.CategoricalDtype(recorder.causes.names)
+
+    m = Recorder.matrix(recorder.timeline, len(TIMELINE_FIELDS))
+    cols = {name: m[:, i] for i, name in enumerate(TIMELINE_FIELDS)}
+    time_ns = cols["time_ns"]
+    dom = cols["domain"]
+    timeline = pd.DataFrame(
+        {
+            "time_ns": time_ns,
+            "time_s": time_ns / NS_PER_S,
+            "jiffies": time_ns * np.asarray(hz, dtype=np.int64)[dom] // NS_PER_S,
+            "domain": pd.Categorical.from_codes(dom, dtype=domains),
+            "cause": pd.Categorical.from_codes(cols["cause"], dtype=causes),
+            **{k: cols[k] for k in TIMELINE_FIELDS[3:11]},
+            "state": pd.Categorical.from_codes(cols["state"], categories=STATES),
+            "work_pending": cols["work_pending"].astype(bool),
+            **{k: cols[k] for k in TIMELINE_FIELDS[13:]},
+            "current_mib": cols["current_pages"] * PAGE_SIZE / MIB,
+            "target_mib": cols["target_pages"] * PAGE_SIZE / MIB,
+        }
+    )
+
+    h = Recorder.matrix(recorder.host, len(HOST_FIELDS))
+    host = pd.DataFrame(
+        {
+            "time_ns": h[:, 0],
+            "time_s": h[:, 0] / NS_PER_S,
+            "domain": pd.Categorical.from_codes(h[:, 1], dtype=domains),
+            "cause": pd.Categorical.from_codes(h[:, 2], dtype=causes),
+            "host_free": h[:, 3],
+            "domain_pages": h[:, 4],
+            "other_pages": h[:, 5],
+            "host_free_mib": h[:, 3] * PAGE_SIZE / MIB,
+        }
+    )
+
+    e = Recorder.matrix(recorder.events, len(EVENT_FIELDS))
+    event_domains = pd.CategoricalDtype([*recorder.domains, HOST])
+    ev_dom = np.where(e[:, 1] < 0, len(recorder.domains), e[:, 1])
+    events = pd.DataFrame(
+        {
+            "time_ns": e[:, 0],
+            "time_s": e[:, 0] / NS_PER_S,
+            "domain": pd.Categorical.from_codes(ev_dom, dtype=event_domains),
+            "kind": pd.Categorical.from_codes(e[:, 2], categories=recorder.kinds.names),
+            "pages": e[:, 3],
+            "value": e[:, 4],
+            "message": pd.Series(recorder.messages, dtype="string"),
+        }
+    )
+
+    targets = target_episodes(timeline)
+    summary = domain_summary(timeline, events, targets, counters)
+    return Result(timeline, events, host, targets, summary, metadata)

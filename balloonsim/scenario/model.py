@@ -1,0 +1,252 @@
+"""The scenario schema: a host, its domains, their kernels, and timed events.
+
+Every size is stored in pages (or KiB where xenstore wants KiB) and every time
+in integer nanoseconds; the YAML may use any unit (see ``types``).  Models are
+frozen: a scenario is a value, and a changed knob makes a new scenario
+(``Scenario.replace``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from balloonsim.kernel.arch import ARCHES
+from balloonsim.scenario.types import KiB, KiBOrAbsent, Nanoseconds, PageCount, PageCountOrAuto, Pages, PagesOrAbsent
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Host(Model):
+    """The Xen host.  Give ``total`` (its RAM), ``free`` (free pages at t=0), or both.
+
+    Memory that is neither free nor held by a simulated domain belongs to
+    "other" consumers (Xen itself, dom0, unsimulated guests): a ``host_free``
+    event moves memory between them and the free pool.  With only ``free``
+    given, the total is chosen large enough for every ``host_free`` event.
+    """
+
+    total: Pages | None = None
+    free: Pages | None = None
+
+
+class Hotplug(Model):
+    """CONFIG_XEN_BALLOON_MEMORY_HOTPLUG and the memory hotplug around it."""
+
+    enabled: bool = False
+    auto_online: bool = Field(True, description="online hot-added memory at once (memhp auto-online)")
+    section: Pages | None = Field(None, description="PAGES_PER_SECTION; default from the arch")
+    max_added: Pages | None = Field(
+        None, description="hot-pluggable address space; beyond it allocate_resource fails (None: unlimited)"
+    )
+
+
+class Kernel(Model):
+    """The guest kernel around the driver: build options, mm, scheduler tick."""
+
+    arch: Literal["x86_64", "x86_32", "arm64", "arm32"] = "x86_64"
+    hz: Literal[100, 250, 300, 1000] = 250
+    lowmem: Pages | None = Field(None, description="first highmem page; 32-bit arches only; default from the arch")
+    hotplug: Hotplug = Hotplug()
+    unpopulated_alloc: bool = Field(False, description="CONFIG_XEN_UNPOPULATED_ALLOC (PV extra memory leaves the balloon)")
+    min_free_kbytes: int | None = Field(None, ge=0, description="default: int_sqrt(lowmem_kbytes * 16), clamped")
+    watermark_scale_factor: int = Field(10, ge=1, le=1000)
+    totalreserve_pages: PageCountOrAuto = "auto"
+    mem_available: PageCountOrAuto = Field("auto", description="fixed si_mem_available() value, or auto")
+    floor_balloon: PageCountOrAuto = Field("auto", description="free pages a GFP_BALLOON allocation cannot go below")
+    floor_user: PageCountOrAuto = Field("auto", description="free pages a GFP_USER allocation cannot go below")
+    used_at_boot: Pages = Field(0, description="pages the kernel and programs hold from boot on")
+
+    @model_validator(mode="after")
+    def _lowmem_only_for_32_bit(self) -> Kernel:
+        if self.lowmem is not None and ARCHES[self.arch].lowmem_pages is None:
+            raise ValueError(f"lowmem: {self.arch} has no highmem; lowmem applies to x86_32 and arm32")
+        return self
+
+
+class Balloon(Model):
+    """The balloon driver's tunables at boot (its sysfs files and sysctl)."""
+
+    driver: Literal["v5.12"] = Field("v5.12", description="balloon.c version (delayed-work driver of v5.12-v5.14)")
+    max_retry_count: int = Field(4, ge=0, description="0 = RETRY_UNLIMITED")
+    max_schedule_delay: int = Field(32, ge=0, description="back-off cap, seconds")
+    hotplug_unpopulated: Literal[0, 1] = 0
+    scrub_pages: bool = True
+
+
+class Domain(Model):
+    """One guest: what Xen knows of it, what its toolstack wrote, and its kernel."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    type: Literal["hvm", "pvh", "pv"] = "hvm"
+    initial_domain: bool = Field(False, description="dom0: no target_diff")
+    memory: Pages = Field(description="RAM at boot: get_num_physpages() (HVM/PVH) or nr_pages (PV)")
+    static_max: PagesOrAbsent | None = Field(
+        None, description="xenstore memory/static-max; default: memory; 'absent': no such key"
+    )
+    initial_target: KiBOrAbsent | None = Field(
+        None, description="xenstore memory/target at creation; default: memory; 'absent': not written"
+    )
+    max_pages: Pages | None = Field(None, description="Xen's max_pages; default: the larger of memory and static-max")
+    kernel: Kernel = Kernel()
+    balloon: Balloon = Balloon()
+
+    @property
+    def static_max_pages(self) -> int | None:
+        """static-max in pages, None when the key is absent from xenstore."""
+        if self.static_max == "absent":
+            return None
+        return self.memory if self.static_max is None else self.static_max
+
+    @property
+    def initial_target_kib(self) -> int | None:
+        """memory/target at creation in KiB, None when the toolstack wrote none."""
+        if self.initial_target == "absent":
+            return None
+        return self.memory * 4 if self.initial_target is None else self.initial_target
+
+    @property
+    def max_pages_at_boot(self) -> int:
+        if self.max_pages is not None:
+            return self.max_pages
+        return max(self.memory, self.static_max_pages or 0)
+
+
+class AllocBallooned(Model):
+    """A backend's alloc_xenballooned_pages() call."""
+
+    pages: PageCount
+    signal_after: Nanoseconds | None = Field(
+        None,
+        description="if the call sleeps for hot-added memory, a signal ends the sleep after this long "
+        "(the call then fails with -ENOMEM); default: it sleeps until pages appear",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        """``alloc_ballooned: 100`` is ``alloc_ballooned: {pages: 100}``."""
+        return value if isinstance(value, dict) else {"pages": value}
+
+
+class SysfsWrite(Model):
+    """A write to /sys/devices/system/xen_memory/xen_memory0/<attribute>, as text."""
+
+    target_kb: str | None = None
+    target: str | None = None
+    max_retry_count: str | None = None
+    max_schedule_delay: str | None = None
+    scrub_pages: str | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return "1" if value else "0"
+        return str(value) if isinstance(value, int) else value
+
+    @model_validator(mode="after")
+    def _one_attribute(self) -> SysfsWrite:
+        if len(self.model_fields_set) != 1:
+            raise ValueError(f"write exactly one attribute, one of: {', '.join(SysfsWrite.model_fields)}")
+        return self
+
+    @property
+    def attribute(self) -> str:
+        return next(iter(self.model_fields_set))
+
+    @property
+    def text(self) -> str:
+        return getattr(self, self.attribute)
+
+
+#: Event actions that act on the host rather than on one domain.
+HOST_ACTIONS = ("host_free",)
+
+
+class Event(Model):
+    """One scripted event: a time, usually a domain, and exactly one action."""
+
+    @field_validator("hotplug_unpopulated", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    at: Nanoseconds
+    domain: str | None = None
+    # toolstack and Xen
+    target: KiB | None = Field(None, description="toolstack writes memory/target (KiB) in xenstore")
+    mem_set: KiB | None = Field(None, description="xl mem-set: max_pages = target + 1 MiB, then memory/target")
+    max_pages: PageCount | None = Field(None, description="xc_domain_setmaxmem")
+    host_free: PageCount | None = Field(None, description="other consumers take or release host memory")
+    # guest
+    take: PageCount | None = Field(None, description="the workload allocates pages (highmem first)")
+    give: PageCount | None = Field(None, description="the workload frees the pages it took last")
+    alloc_ballooned: AllocBallooned | None = None
+    free_ballooned: PageCount | None = None
+    online: Literal[True] | None = Field(None, description="online all hot-added memory that waits")
+    hotplug_unpopulated: str | None = Field(None, description="write (text) to sysctl xen/balloon/hotplug_unpopulated")
+    sysfs: SysfsWrite | None = None
+    totalreserve: PageCount | None = Field(None, description="override totalreserve_pages")
+    mem_available: PageCountOrAuto | None = Field(None, description="override si_mem_available()")
+
+    @model_validator(mode="after")
+    def _one_action(self) -> Event:
+        actions = [k for k in self.model_fields_set if k not in ("at", "domain")]
+        if len(actions) != 1:
+            names = ", ".join(k for k in Event.model_fields if k not in ("at", "domain"))
+            found = f"found {', '.join(sorted(actions))}" if actions else "found none"
+            raise ValueError(f"an event has exactly one action ({found}); actions: {names}")
+        return self
+
+    @property
+    def action(self) -> str:
+        return next(k for k in self.model_fields_set if k not in ("at", "domain"))
+
+    @property
+    def cause(self) -> str:
+        """The timeline's ``cause`` for this event: the action, or the sysfs attribute."""
+        return self.sysfs.attribute if self.sysfs is not None else self.action
+
+    @property
+    def value(self) -> Any:
+        return getattr(self, self.action)
+
+
+class Scenario(Model):
+    name: str = Field(pattern=NAME_PATTERN)
+    description: str = ""
+    duration: Nanoseconds = Field(description="the run ends at this time")
+    seed: int = Field(0, ge=0, description="default seed (the command line may override it)")
+    host: Host
+    domains: list[Domain] = Field(min_length=1)
+    events: list[Event] = []
+
+    def digest(self) -> str:
+        """A stable hash of the validated scenario (stored with every result)."""
+        text = self.model_dump_json(exclude_unset=False, round_trip=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+    def domain(self, name: str) -> Domain:
+        for d in self.domains:
+            if d.name == name:
+                return d
+        raise KeyError(name)
+
+    def replace(self, **changes: Any) -> Scenario:
+        """A copy with top-level fields changed, validated again."""
+        data = self.model_dump(round_trip=True, exclude_unset=True)
+        data.update(changes)
+        return Scenario.model_validate(data)
+
+
+def slug(text: str) -> str:
+    """A scenario name made from a file name."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-.") or "scenario"

@@ -1,0 +1,68 @@
+"""Small SimPy helpers: event priorities, prioritised timers, synchronous starts.
+
+SimPy orders events at the same instant by priority, then by creation.  The
+model uses three levels so that, as in the kernel, every external event at an
+instant takes effect before a delayed work due at that instant runs, and the
+run ends only after both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+
+import simpy
+from simpy.events import NORMAL, Event
+
+EVENT = NORMAL  # scripted events, wake-ups (SimPy's default timeouts)
+WORK = NORMAL + 1  # delayed-work expiries: after the events of the same instant
+END = NORMAL + 2  # the end of the run: after everything due at that instant
+
+Process = Generator[Event, Any, Any]
+
+
+class Timer(Event):
+    """A ``simpy.Timeout`` with a priority (SimPy's own always uses NORMAL)."""
+
+    def __init__(self, env: simpy.Environment, delay: int, priority: int):
+        # the body of Event.__init__ and Timeout.__init__, as SimPy inlines it
+        self.env = env
+        self.callbacks = []
+        self._value = None
+        self._ok = True
+        env.schedule(self, priority, delay)
+
+
+def run_now(env: simpy.Environment, process: Process, on_done: Callable[[Any], None]) -> None:
+    """Run ``process`` at once, in the caller's step, until it first waits.
+
+    A process that never waits (the usual case for the balloon worker when
+    nothing costs time) finishes here and ``on_done`` is called with its
+    return value before the caller goes on, which keeps same-instant order
+    exact and avoids a SimPy Process per call.  A process that does wait is
+    handed to SimPy and ``on_done`` runs when it ends.
+    """
+    try:
+        event = next(process)
+    except StopIteration as stop:
+        on_done(stop.value)
+        return
+    proc = env.process(_resume(process, event))
+    proc.callbacks.append(lambda p: on_done(p.value) if p.ok else None)
+
+
+def _resume(process: Process, event: Event) -> Process:
+    """Continue a generator that is waiting on ``event``, passing values and exceptions through."""
+    while True:
+        try:
+            value = yield event
+        except BaseException as exc:  # an Interrupt, delivered to the model's process
+            try:
+                event = process.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                event = process.send(value)
+            except StopIteration as stop:
+                return stop.value

@@ -1,0 +1,166 @@
+"""Sizes and times: the units at the edges of the model.
+
+Inside the model, memory is counted in 4 KiB pages (Python ints) and time in
+integer nanoseconds, because float seconds drift and reorder events (ten
+0.1 s timeouts end before an event at 1.0 s).  Text such as ``"4GiB"`` or
+``"250ms"`` is converted here, once, when a scenario is loaded; tables give
+``time_s`` and MiB columns for people.
+"""
+
+from __future__ import annotations
+
+import re
+from fractions import Fraction
+
+PAGE_SHIFT = 12
+PAGE_SIZE = 1 << PAGE_SHIFT  # 4 KiB on every architecture modelled here
+NS_PER_S = 1_000_000_000
+
+_BINARY = {
+    "": None,  # a bare number: the caller decides (pages, or an error)
+    "b": 1,
+    "k": 1 << 10,
+    "kib": 1 << 10,
+    "m": 1 << 20,
+    "mib": 1 << 20,
+    "g": 1 << 30,
+    "gib": 1 << 30,
+    "t": 1 << 40,
+    "tib": 1 << 40,
+    "page": PAGE_SIZE,
+    "pages": PAGE_SIZE,
+}
+_DECIMAL_SUFFIXES = {"kb", "mb", "gb", "tb"}
+
+_TIME = {
+    "ns": 1,
+    "us": 1_000,
+    "ms": 1_000_000,
+    "s": NS_PER_S,
+    "min": 60 * NS_PER_S,
+    "h": 3600 * NS_PER_S,
+}
+
+_NUMBER_UNIT = re.compile(r"^\s*(-?)([0-9]+(?:\.[0-9]+)?)\s*([A-Za-z]*)\s*$")
+
+
+class UnitError(ValueError):
+    """A size or time that cannot be read; the message says what is allowed."""
+
+
+SIZE_HELP = "a size such as '4GiB', '512MiB', '64KiB' or '1048576 pages'"
+TIME_HELP = "a time such as '30s', '250ms', '1.5s', '2min' or '100us'"
+
+
+def _split(text: str, help_text: str) -> tuple[Fraction, str]:
+    """'512 MiB' -> (512, 'mib'); the message says what is allowed."""
+    m = _NUMBER_UNIT.match(text)
+    if not m:
+        raise UnitError(f"{text!r} is not {help_text}")
+    if m.group(1):
+        raise UnitError(f"{text!r}: must not be negative")
+    return Fraction(m.group(2)), m.group(3)
+
+
+def parse_bytes(text: str | int, *, bare: str = "error") -> int:
+    """Read a size and return it in bytes.
+
+    ``bare`` says what a number without a unit means: ``"pages"`` or
+    ``"error"``.  Binary suffixes (K/KiB, M/MiB, ...) are powers of 1024, as
+    in ``xl``; decimal ones (KB, MB, GB) are refused because people mean
+    different things by them.
+    """
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise UnitError(f"{text!r} is not {SIZE_HELP}")
+    value, unit = _split(str(text), SIZE_HELP)
+    if unit.lower() in _DECIMAL_SUFFIXES:
+        raise UnitError(f"{text!r}: decimal units are ambiguous; write {value}{unit[0].upper()}iB for a power of 1024")
+    if unit.lower() not in _BINARY:
+        raise UnitError(f"{text!r}: unknown unit {unit!r}; expected {SIZE_HELP}")
+    scale = _BINARY[unit.lower()]
+    if scale is None:
+        if bare == "pages":
+            scale = PAGE_SIZE
+        elif value == 0:
+            return 0
+        else:
+            raise UnitError(f"{text!r} has no unit; write {SIZE_HELP}")
+    total = value * scale
+    if total.denominator != 1:
+        raise UnitError(f"{text!r} is not a whole number of bytes")
+    return int(total)
+
+
+def parse_pages(text: str | int, *, bare: str = "error") -> int:
+    """Read a size that must be a whole number of pages; return pages."""
+    nbytes = parse_bytes(text, bare=bare)
+    if nbytes % PAGE_SIZE:
+        raise UnitError(f"{text!r} is not a whole number of {PAGE_SIZE // 1024} KiB pages")
+    return nbytes >> PAGE_SHIFT
+
+
+def parse_kib(text: str | int) -> int:
+    """Read a size that must be a whole number of KiB; return KiB (xenstore's unit)."""
+    nbytes = parse_bytes(text, bare="error")
+    if nbytes % 1024:
+        raise UnitError(f"{text!r} is not a whole number of KiB")
+    return nbytes >> 10
+
+
+def parse_time_ns(text: str | int) -> int:
+    """Read a time and return integer nanoseconds."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise UnitError(f"{text!r} is not {TIME_HELP}")
+    value, unit = _split(str(text), TIME_HELP)
+    if unit == "":
+        if value == 0:
+            return 0
+        raise UnitError(f"{text!r} has no unit; write {TIME_HELP}")
+    if unit.lower() not in _TIME:
+        raise UnitError(f"{text!r}: unknown time unit {unit!r}; expected {TIME_HELP}")
+    ns = value * _TIME[unit.lower()]
+    if ns.denominator != 1:
+        raise UnitError(f"{text!r} is not a whole number of nanoseconds")
+    return int(ns)
+
+
+def format_ns(ns: int) -> str:
+    """The shortest exact text for a time, in the largest unit that divides it."""
+    for unit in ("h", "min", "s", "ms", "us"):
+        if ns % _TIME[unit] == 0:
+            return f"{ns // _TIME[unit]}{unit}"
+    return f"{ns}ns"
+
+
+def pages_to_mib(pages: int) -> float:
+    return pages * PAGE_SIZE / (1 << 20)
+
+
+def format_pages(pages: int) -> str:
+    """Pages for people: '262144 pages (1 GiB)'."""
+    nbytes = pages * PAGE_SIZE
+    for unit, size in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if abs(nbytes) >= size:
+            value = nbytes / size
+            text = f"{value:.0f}" if value == int(value) else f"{value:.2f}"
+            return f"{pages} pages ({text} {unit})"
+    return f"{pages} pages"
+
+
+class Clock:
+    """A guest's jiffies on the simulation's nanosecond time line.
+
+    Jiffy ``j`` begins at ``ceil(j * 1e9 / HZ)`` ns, so the mapping is exact
+    for every HZ, including 300 where a jiffy is not a whole number of ns.
+    """
+
+    __slots__ = ("hz",)
+
+    def __init__(self, hz: int):
+        self.hz = hz
+
+    def jiffies(self, ns: int) -> int:
+        return ns * self.hz // NS_PER_S
+
+    def jiffy_start_ns(self, jiffy: int) -> int:
+        return -(-jiffy * NS_PER_S // self.hz)

@@ -1,0 +1,46 @@
+"""The toolstack (libxl) side of memory targets: what ``xl`` writes, and where.
+
+A guest learns its target only from xenstore's ``memory/target`` (KiB).  The
+toolstack writes it plainly (``xenstore-write``), or through ``xl mem-set``
+= ``libxl_set_memory_target(domid, kb, relative=0, enforce=1)``
+(tools/libs/light/libxl_mem.c), which also lowers or raises Xen's
+``max_pages`` to the new target plus ``LIBXL_MAXMEM_CONSTANT`` (1 MiB on x86),
+so a guest can populate at most about 1 MiB above its target.
+"""
+
+from __future__ import annotations
+
+from balloonsim.xen.hypervisor import Domain, Host
+from balloonsim.xen.xenstore import XenStore
+
+TARGET = "memory/target"
+STATIC_MAX = "memory/static-max"
+XEND_STATIC_MAX = "memory/memory_static_max"
+VIDEORAM = "memory/videoram"
+LIBXL_MAXMEM_CONSTANT_KIB = 1024
+
+
+class Toolstack:
+    def __init__(self, host: Host, xenstore: XenStore):
+        self.host = host
+        self.xenstore = xenstore
+
+    def write_target(self, dom: Domain, target_kib: int) -> None:
+        """xenstore-write memory/target (KiB)."""
+        self.xenstore.write(dom.domid, TARGET, str(target_kib))
+
+    def set_memory_target(self, dom: Domain, target_kib: int, *, enforce: bool = True) -> str | None:
+        """``xl mem-set``: returns None on success, else libxl's error message."""
+        static_max = self.xenstore.read(dom.domid, STATIC_MAX)
+        if self.xenstore.read(dom.domid, TARGET) is None:
+            return f"Cannot get target memory info from {TARGET}"
+        if static_max is None:
+            return f"Cannot get memory info from {STATIC_MAX}"
+        videoram = int(self.xenstore.read(dom.domid, VIDEORAM) or 0)
+        new_target_kib = target_kib - videoram
+        if new_target_kib > int(static_max):
+            return "memory_dynamic_max must be less than or equal to memory_static_max"
+        if enforce:  # xc_domain_setmaxmem takes KiB; Xen keeps pages
+            self.host.set_max_pages(dom, (new_target_kib + videoram + LIBXL_MAXMEM_CONSTANT_KIB) // 4)
+        self.write_target(dom, new_target_kib)
+        return None
