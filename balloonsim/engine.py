@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from balloonsim import __version__
 from balloonsim.errors import SimulationError
+from balloonsim.kernel.balloon import BpState
 from balloonsim.kernel.guest import GuestKernel
 from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import Result, build_result
@@ -56,9 +57,11 @@ class Simulation:
         self.toolstack = Toolstack(self.host, self.xenstore)
         self.recorder = Recorder([d.name for d in scenario.domains])
         self.guests: list[GuestKernel] = []
+        self._last_target: list[int] = [0] * len(scenario.domains)
         self.index: dict[str, int] = {}
         self.step = 0
         self._cause_work = self.recorder.causes("work")
+        self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
 
         for i, spec in enumerate(scenario.domains):
             dom = self.host.create_domain(spec.name, spec.memory, spec.max_pages_at_boot)
@@ -84,7 +87,7 @@ class Simulation:
             raise SimulationError(f"at boot: {problem}")
         for i, guest in enumerate(self.guests):
             guest.boot()
-            self._record(i, "init")
+            self._record(i, self.recorder.causes("init"))
 
     def _tracer(self, index: int) -> Callable[[str, int, int, str], None]:
         def trace(kind: str, pages: int, value: int, message: str) -> None:
@@ -104,7 +107,7 @@ class Simulation:
         ) as bar:
             self._run_until(end, bar)
         for i in range(len(self.guests)):
-            self._record(i, "end")
+            self._record(i, self.recorder.causes("end"))
         problem = self.host.conservation_problem(full=True)
         if problem:
             raise SimulationError(f"at the end of the run: {problem}")
@@ -143,77 +146,121 @@ class Simulation:
     # -- the script ----------------------------------------------------------------------
 
     def _script(self) -> Process:
-        for event in self.scenario.events:
-            if event.at > self.env.now:
-                yield self.env.timeout(event.at - self.env.now)
-            self.apply(event)
+        """Apply the scenario's events in order, each at its time."""
+        env = self.env
+        plan = [self._compile(e) for e in self.scenario.events]
+        for at, index, handler, value, cause in plan:
+            if at > env.now:
+                yield env.timeout(at - env.now)
+            if index < 0:  # a host event: every domain gets a row
+                handler(value)
+                for i in range(len(self.guests)):
+                    self._record(i, cause)
+            elif handler(self.guests[index], value, index, cause):
+                self._record(index, cause)
 
-    def apply(self, event: Event) -> None:
-        """Carry out one scripted event and record its rows."""
-        cause = event.cause
-        if event.domain is None:  # a host event
-            self.host.set_free_pages(event.host_free)  # type: ignore[arg-type]
-            for i in range(len(self.guests)):
-                self._record(i, cause)
-            return
-        i = self.index[event.domain]
-        guest = self.guests[i]
+    def _compile(self, event: Event) -> tuple[int, int, Callable[..., Any], Any, int]:
+        index = -1 if event.domain is None else self.index[event.domain]
         action = event.action
-        value = event.value
-        if action == "target":
-            self.toolstack.write_target(guest.domain, value)
-        elif action == "mem_set":
-            error = self.toolstack.set_memory_target(guest.domain, value)
-            if error:
-                guest.trace("mem_set_failed", message=error)
-        elif action == "max_pages":
-            self.host.set_max_pages(guest.domain, value)
-        elif action == "take":
-            taken = guest.workload.take(value)
-            if taken < value:
-                guest.trace("take_short", value, taken, f"the guest had only {taken} free pages")
-        elif action == "give":
-            given = guest.workload.give(value)
-            if given < value:
-                guest.trace("give_short", value, given, f"the workload held only {given} pages")
-        elif action == "alloc_ballooned":
-            guest.alloc_xenballooned_pages(
-                value.pages,
-                value.signal_after,
-                on_sleep=lambda: self._record(i, "alloc_ballooned_sleep"),
-                on_return=lambda rc: self._record(i, cause),
-            )
-            return  # its row is recorded when the call returns
-        elif action == "free_ballooned":
-            guest.free_xenballooned_pages(value)
-        elif action == "online":
-            guest.online_hotplugged_memory()
-        elif action == "hotplug_unpopulated":
-            guest.sysctl_write("xen/balloon/hotplug_unpopulated", str(value))
-        elif action == "sysfs":
-            guest.sysfs_write(value.attribute, value.text)
-        elif action == "totalreserve":
-            guest.mm.totalreserve_pages = value
-        elif action == "mem_available":
-            guest.mm.mem_available_fixed = None if value == "auto" else value
-        else:  # pragma: no cover - the schema admits no other action
-            raise AssertionError(action)
-        self._record(i, cause)
+        value = getattr(event, action)
+        cause = value.attribute if action == "sysfs" else action
+        return event.at, index, getattr(self, f"_on_{action}"), value, self.recorder.causes(cause)
+
+    # Handlers of domain events return True when the event's row is due now.
+
+    def _on_host_free(self, pages: int) -> None:
+        self.host.set_free_pages(pages)
+
+    def _on_target(self, guest: GuestKernel, kib: int, *_: Any) -> bool:
+        self.toolstack.write_target(guest.domain, kib)
+        return True
+
+    def _on_mem_set(self, guest: GuestKernel, kib: int, *_: Any) -> bool:
+        error = self.toolstack.set_memory_target(guest.domain, kib)
+        if error:
+            guest.trace("mem_set_failed", message=error)
+        return True
+
+    def _on_max_pages(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
+        self.host.set_max_pages(guest.domain, pages)
+        return True
+
+    def _on_take(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
+        taken = guest.workload.take(pages)
+        if taken < pages:
+            guest.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
+        return True
+
+    def _on_give(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
+        given = guest.workload.give(pages)
+        if given < pages:
+            guest.trace("give_short", pages, given, f"the workload held only {given} pages")
+        return True
+
+    def _on_alloc_ballooned(self, guest: GuestKernel, call: Any, index: int, cause: int) -> bool:
+        guest.alloc_xenballooned_pages(
+            call.pages,
+            call.signal_after,
+            on_sleep=lambda: self._record(index, self._cause_sleep),
+            on_return=lambda rc: self._record(index, cause),
+        )
+        return False  # its row comes when the call returns
+
+    def _on_free_ballooned(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
+        guest.free_xenballooned_pages(pages)
+        return True
+
+    def _on_online(self, guest: GuestKernel, *_: Any) -> bool:
+        guest.online_hotplugged_memory()
+        return True
+
+    def _on_hotplug_unpopulated(self, guest: GuestKernel, text: str, *_: Any) -> bool:
+        guest.sysctl_write("xen/balloon/hotplug_unpopulated", text)
+        return True
+
+    def _on_sysfs(self, guest: GuestKernel, write: Any, *_: Any) -> bool:
+        guest.sysfs_write(write.attribute, write.text)
+        return True
+
+    def _on_totalreserve(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
+        guest.mm.totalreserve_pages = pages
+        return True
+
+    def _on_mem_available(self, guest: GuestKernel, value: int | str, *_: Any) -> bool:
+        guest.mm.mem_available_fixed = None if value == "auto" else int(value)
+        return True
 
     # -- rows and checks -----------------------------------------------------------------
 
     def _work_done(self, guest: GuestKernel) -> None:
-        self._record(self.index[guest.name], "work")
+        """After a balloon_process() pass: its row, and an event if it did not end DONE."""
+        index = self.index[guest.name]
+        stats = guest.driver.balloon_stats
+        state = guest.driver.state
+        if state is not None and state is not BpState.DONE:
+            credit = guest.driver.current_credit()
+            if state is BpState.EAGAIN:
+                message = f"retry {stats.retry_count} in {stats.schedule_delay} s"
+            elif state is BpState.WAIT:
+                message = "waiting for hot-added memory to be onlined"
+            elif stats.target_pages != self._last_target[index]:
+                message = f"target clamped to {stats.target_pages} pages (no memory hotplug)"
+            else:
+                message = "balloon operation canceled"
+            guest.trace(state.value, credit, stats.retry_count, message)
+        self._record(index, self._cause_work)
 
-    def _record(self, index: int, cause: str) -> None:
+    def _record(self, index: int, cause: int) -> None:
+        """A timeline row for one domain, then the conservation checks of that step."""
         self.step += 1
         guest = self.guests[index]
-        code = self._cause_work if cause == "work" else self.recorder.causes(cause)
-        self.recorder.row(self.env.now, index, code, guest, self.host)
+        self.recorder.row(self.env.now, index, cause, guest, self.host)
+        self._last_target[index] = guest.driver.balloon_stats.target_pages
         problem = guest.conservation_problem() or self.host.conservation_problem()
         if problem:
             raise SimulationError(
-                f"step {self.step} (t={format_ns(self.env.now)}, domain {guest.name}, after {cause}): {problem}"
+                f"step {self.step} (t={format_ns(self.env.now)}, domain {guest.name}, after "
+                f"{self.recorder.causes.names[cause]}): {problem}"
             )
 
 

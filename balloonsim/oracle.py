@@ -54,14 +54,20 @@ _ONE_ARG_VERBS = {
 
 
 def script_to_scenario(
-    text: str, name: str, *, hz: int = 250, section_pages: int = 32768, hotplug: bool | None = None
+    text: str, name: str, *, hz: int | None = None, section_pages: int | None = None, hotplug: bool | None = None
 ) -> dict[str, Any]:
     """An oracle script as a balloonsim scenario (a dict, ready for YAML).
 
-    ``hotplug`` selects the oracle-hotplug build; None reads it from the
-    script's ``# oracle: NAME`` comment.  ``hz`` and ``section_pages`` are the
-    build's HZ and PAGES_PER_SECTION.
+    ``hotplug`` selects the oracle-hotplug build, ``hz`` and
+    ``section_pages`` the build's HZ and PAGES_PER_SECTION.  Left as None,
+    they come from the script's ``# oracle: NAME`` and
+    ``# build: HZ=N PAGES_PER_SECTION=N`` comments, else 250 and 32768.
     """
+    build = dict(word.split("=", 1) for word in _comment_value(text, "build").split() if "=" in word)
+    hz = hz or int(build.get("HZ", 250))
+    section_pages = section_pages or int(build.get("PAGES_PER_SECTION", 32768))
+    if hotplug is None and _comment_value(text, "oracle"):
+        hotplug = _comment_value(text, "oracle") == "oracle-hotplug"
     clock = Clock(hz)
     comments: list[str] = []
     init: dict[str, str] | None = None
@@ -74,9 +80,7 @@ def script_to_scenario(
     for lineno, raw in enumerate(text.splitlines(), 1):
         line, _, comment = raw.partition("#")
         if not line.strip():
-            if comment.strip().startswith("oracle:") and hotplug is None:
-                hotplug = comment.split(":", 1)[1].strip() == "oracle-hotplug"
-            elif init is None and comment.strip():
+            if init is None and comment.strip() and not comment.strip().startswith(("oracle:", "build:")):
                 comments.append(comment.strip())
             continue
         words = line.split()
@@ -128,12 +132,21 @@ def script_to_scenario(
     }
     return {
         "name": name,
-        "description": " ".join(comments) or f"converted from the oracle script {name}",
+        "description": "\n".join(comments) or f"converted from the oracle script {name}",
         "duration": format_ns(clock.jiffy_start_ns(end)),
         "host": {"free": f"{int(init.get('host_free', 0))} pages"},
         "domains": [domain],
         "events": events,
     }
+
+
+def _comment_value(text: str, key: str) -> str:
+    """The text after ``# key:`` in a script's comments, or ''."""
+    for line in text.splitlines():
+        comment = line.partition("#")[2].strip()
+        if comment.startswith(key + ":"):
+            return comment[len(key) + 1 :].strip()
+    return ""
 
 
 def _auto_or_int(value: str) -> int | str:

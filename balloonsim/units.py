@@ -126,6 +126,8 @@ def parse_time_ns(text: str | int) -> int:
 
 def format_ns(ns: int) -> str:
     """The shortest exact text for a time, in the largest unit that divides it."""
+    if ns == 0:
+        return "0s"
     for unit in ("h", "min", "s", "ms", "us"):
         if ns % _TIME[unit] == 0:
             return f"{ns // _TIME[unit]}{unit}"

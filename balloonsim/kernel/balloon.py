@@ -302,13 +302,16 @@ class BalloonDriver:
         state = BP_DONE
         self.counters.passes += 1
 
+        bulk = self.bulk_iterations and self.kernel.iterations_take_no_time
+        two_batches = 2 * self.frame_list_size
         while True:
-            if self.bulk_iterations and self.kernel.iterations_take_no_time:
+            if bulk and abs(self.current_credit()) >= two_batches:
                 self._run_steady_iterations()
 
             self.balloon_mutex.lock()
 
             credit = self.current_credit()
+            current_before = self.balloon_stats.current_pages
 
             if credit > 0:
                 if self.balloon_is_inflated():
@@ -332,6 +335,12 @@ class BalloonDriver:
 
             if not (credit and state is BP_DONE):
                 break
+            if self.balloon_stats.current_pages == current_before and self.kernel.iterations_take_no_time:
+                raise SimulationError(
+                    f"livelock: balloon_process() made no progress (credit {credit}, si_mem_available() "
+                    f"{self.kernel.si_mem_available()}, totalreserve_pages {self.kernel.totalreserve_pages}) "
+                    "and would loop forever, as the kernel's code does in this situation"
+                )
 
         # Schedule more work if there is some still to be done.
         if state is BP_EAGAIN:

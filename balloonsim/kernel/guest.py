@@ -8,7 +8,7 @@ through hypercalls on its own domain and xenstore.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 import simpy
 
 from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
@@ -96,7 +96,7 @@ class GuestKernel:
             mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
             on_alloc_fail=self._alloc_failed,
         )
-        self.boot_used = self.mm.take(kconf.used_at_boot)
+        self.boot_used = sum(self.mm.take(kconf.used_at_boot))
         self.workload = Workload(self.mm)
         self.hotplug = MemoryHotplug(
             boot_end_pfn=self.max_pfn,
@@ -150,10 +150,9 @@ class GuestKernel:
     def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
         return work.schedule(delay)
 
-    def cond_resched(self) -> Process:
-        """Give up the CPU if someone else should run.  Takes no simulated time yet."""
-        return
-        yield  # a generator, so callers can ``yield from`` it
+    def cond_resched(self) -> Iterable[simpy.Event]:
+        """Give up the CPU if someone else should run: the events to wait for (none: no costs yet)."""
+        return ()
 
     def xenmem_reservation_increase(self, count: int) -> int:
         granted = self.host.populate_physmap(self.domain, count)
@@ -242,7 +241,7 @@ class GuestKernel:
         return self.driver.state
 
     def used_pages(self) -> int:
-        return sum(self.boot_used) + self.workload.pages
+        return self.boot_used + self.workload.pages
 
     def present_pages(self) -> int:
         return self.max_pfn + self.hotplug.added_pages
@@ -251,34 +250,37 @@ class GuestKernel:
         """None when every page of the guest is accounted for once; else what is wrong."""
         stats = self.driver.balloon_stats
         mm = self.mm
+        lent = self.driver.backend_pages
+        offline = self.hotplug.offline_pages
+        populated = mm.free_low + mm.free_high + self.used_pages()
+        ballooned = stats.balloon_low + stats.balloon_high
+        unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
+        accounted = populated + ballooned + lent + offline + unpopulated_extra
+        if (
+            accounted == self.present_pages()
+            and populated == self.domain.tot_pages
+            and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
+        ):
+            return None
         counts = {
             "free_low": mm.free_low,
             "free_high": mm.free_high,
             "balloon_low": stats.balloon_low,
             "balloon_high": stats.balloon_high,
-            "backend": self.driver.backend_pages,
-            "offline": self.hotplug.offline_pages,
+            "lent": lent,
+            "offline": offline,
             "workload": self.workload.pages,
         }
         negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
         if negative:
             return f"negative page counts: {', '.join(negative)}"
-        populated = mm.free_pages + self.used_pages()
-        unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
-        accounted = (
-            populated + stats.balloon_low + stats.balloon_high + self.driver.backend_pages
-            + self.hotplug.offline_pages + unpopulated_extra
-        )
-        if accounted != self.present_pages():
-            return (
-                f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "
-                f"{stats.balloon_low + stats.balloon_high} + lent {self.driver.backend_pages} + offline "
-                f"{self.hotplug.offline_pages} + unpopulated extra {unpopulated_extra} = {accounted}, "
-                f"but the guest has {self.present_pages()} pages"
-            )
         if populated != self.domain.tot_pages:
             return f"the guest has {populated} populated pages but Xen counts tot_pages {self.domain.tot_pages}"
-        return None
+        return (
+            f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "
+            f"{ballooned} + lent {lent} + offline {offline} + unpopulated extra {unpopulated_extra} = "
+            f"{accounted}, but the guest has {self.present_pages()} pages"
+        )
 
 
 def _calling_on_first_wait(process: Process, on_wait: Callable[[], None]) -> Process:

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from balloonsim.units import PAGE_SHIFT
@@ -87,15 +88,13 @@ def kstrtobool(text: str) -> bool | None:
     return None
 
 
+_LLU = re.compile(r"\s*\+?([0-9]+)")
+
+
 def scan_llu(text: str | None) -> int | None:
     """xenbus_scanf(..., "%llu"): the number, or None when the key is missing or not a number."""
-    if text is None:
-        return None
-    stripped = text.lstrip()
-    if stripped.startswith("+"):
-        stripped = stripped[1:]
-    digits = _leading_digits(stripped, 10)
-    return int(digits) & ULONG_MASK if digits else None
+    m = _LLU.match(text) if text is not None else None
+    return int(m.group(1)) & ULONG_MASK if m else None
 
 
 class XenBalloonFrontend:

@@ -43,6 +43,8 @@ TIMELINE_FIELDS = (
     "anon_pages",
     "page_cache",
     "backend_pages",
+    "offline_pages",
+    "present_pages",
     "oom_count",
 )
 HOST_FIELDS = ("time_ns", "domain", "cause", "host_free", "domain_pages", "other_pages")
@@ -106,9 +108,11 @@ class Recorder:
                 mm.free_low + mm.free_high,
                 mm.si_mem_available(),
                 mm.managed_pages,
-                guest.workload.pages,
+                guest.used_pages(),
                 mm.page_cache,
                 guest.driver.backend_pages,
+                guest.hotplug.offline_pages,
+                guest.present_pages(),
                 0,  # OOM kills: no OOM killer in the core model
             )
         )

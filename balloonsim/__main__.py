@@ -1,0 +1,3 @@
+from balloonsim.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,236 @@
+"""The ``balloonsim`` command.
+
+Exit status: 0 success; 1 a run failed (a broken invariant, a livelock) or a
+comparison found differences; 2 bad input (a scenario or script that cannot
+be used, a wrong option).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from balloonsim import __version__
+from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError
+
+EPILOG = """\
+examples:
+  balloonsim run scenarios/quickstart.yaml            results in results/quickstart/
+  balloonsim run scenarios/quickstart.yaml -o /tmp/q --seed 7
+  balloonsim validate scenarios/*.yaml
+  balloonsim oracle convert script.script -o scenario.yaml
+  balloonsim oracle compare script.script oracle.csv
+  balloonsim bench
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except ScenarioError as err:
+        for problem in err.problems:
+            print(problem, file=sys.stderr)
+        return 2
+    except SimulationError as err:
+        print(f"balloonsim: the run failed: {err}", file=sys.stderr)
+        return 1
+    except BalloonsimError as err:
+        print(f"balloonsim: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("balloonsim: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="balloonsim",
+        description="Simulate the Linux Xen balloon driver (v5.12-v5.14) on a Xen host, from a YAML scenario.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"balloonsim {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser(
+        "run",
+        help="run a scenario; write its tables (Parquet), a plot and a summary",
+        description="Run SCENARIO and write timeline, events, host, targets and summary tables as Parquet, "
+        "run.json (scenario hash, seed, version) and timeline.png into DIR.",
+    )
+    p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML)")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write (default: results/<name>/)")
+    p.add_argument("--seed", type=int, metavar="N", help="random seed (default: the scenario's seed)")
+    p.add_argument("--no-plot", action="store_true", help="do not draw timeline.png")
+    p.add_argument(
+        "--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar (default: on long runs)"
+    )
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "validate",
+        help="check scenario files and report every problem",
+        description="Check each SCENARIO; print one line per problem as file:line: path: message.",
+    )
+    p.add_argument("scenarios", type=Path, nargs="+", metavar="SCENARIO")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser(
+        "oracle",
+        help="convert or check the C oracle's scripts (the kernel's own code in a harness)",
+        description="Work with scripts and CSV traces of the balloon.c oracle harness.",
+    )
+    osub = p.add_subparsers(dest="oracle_command", required=True, metavar="ACTION")
+    for name, helptext in (
+        ("convert", "write the balloonsim scenario equivalent to an oracle script"),
+        ("compare", "run an oracle script's equivalent scenario and compare with the oracle's CSV"),
+    ):
+        q = osub.add_parser(name, help=helptext, description=helptext)
+        q.add_argument("script", type=Path, metavar="SCRIPT")
+        if name == "compare":
+            q.add_argument("csv", type=Path, metavar="CSV", help="the oracle's output for SCRIPT")
+        else:
+            q.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: standard output")
+        q.add_argument("--hz", type=int, help="the oracle build's HZ (default: from '# build:' or 250)")
+        q.add_argument("--section", type=int, metavar="PAGES", help="its PAGES_PER_SECTION (default 32768)")
+        q.add_argument(
+            "--hotplug", action=argparse.BooleanOptionalAction, default=None, help="oracle-hotplug build (default: '# oracle:')"
+        )
+        q.set_defaults(func=cmd_oracle_convert if name == "convert" else cmd_oracle_compare)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure speed (wall time, pages/s, worker passes/s)",
+        description="Run the benchmark cases and print their figures, with a SimPy baseline measured in the same run.",
+    )
+    p.add_argument("--quick", action="store_true", help="smaller cases (for a smoke test)")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from balloonsim.engine import Simulation
+    from balloonsim.scenario import load_scenario
+
+    scenario = load_scenario(args.scenario)
+    out = args.output or Path("results") / scenario.name
+    result = Simulation(scenario, args.seed).run(progress=args.progress)
+
+    def draw(tmp: Path) -> None:
+        if not args.no_plot:
+            from balloonsim.plots import timeline_figure
+
+            timeline_figure(result).savefig(tmp / "timeline.png", dpi=110)
+
+    from balloonsim.results.store import save_result
+
+    save_result(result, out, scenario=scenario.model_dump(mode="json"), extra=draw)
+    print(render_summary(result))
+    print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json"
+          f"{'' if args.no_plot else '; timeline.png'})")
+    return 0
+
+
+def render_summary(result) -> str:  # type: ignore[no-untyped-def]
+    """A short text table: where each domain ended and what it took."""
+    m = result.metadata
+    lines = [
+        f"{m.get('scenario')}: {m.get('domains')} domain(s), {m.get('duration_ns', 0) / 1e9:g} s simulated, "
+        f"{m.get('timeline_rows')} timeline rows, {m.get('wall_s')} s wall (seed {m.get('seed')})",
+        "",
+        f"{'domain':<14}{'current':>11}{'target':>11}  {'state':<10}{'reached':<9}{'after':>9}"
+        f"{'passes':>8}{'EAGAIN':>8}{'cancel':>8}",
+    ]
+    for r in result.summary.itertuples(index=False):
+        after = f"{r.time_to_final_target_s:.3g}s" if r.target_reached and r.time_to_final_target_s == r.time_to_final_target_s else "-"
+        lines.append(
+            f"{str(r.domain):<14}{_mib(r.final_current_pages):>11}{_mib(r.final_target_pages):>11}  "
+            f"{r.final_state:<10}{'yes' if r.target_reached else 'no':<9}{after:>9}"
+            f"{r.worker_passes:>8}{r.eagain_passes:>8}{r.cancellations:>8}"
+        )
+    return "\n".join(lines)
+
+
+def _mib(pages: int) -> str:
+    return f"{pages * 4096 / (1 << 20):.0f} MiB"
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from balloonsim.scenario import load_scenario
+
+    status = 0
+    for path in args.scenarios:
+        try:
+            s = load_scenario(path)
+        except ScenarioError as err:
+            for problem in err.problems:
+                print(problem, file=sys.stderr)
+            status = 2
+            continue
+        print(f"{path}: ok ({len(s.domains)} domain(s), {len(s.events)} event(s), {s.duration / 1e9:g} s)")
+    return status
+
+
+def _converted(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+    from balloonsim.oracle import script_to_scenario
+    from balloonsim.scenario.model import slug
+
+    try:
+        text = args.script.read_text()
+    except OSError as err:
+        raise ScenarioError([f"{args.script}: cannot read: {err.strerror}"]) from None
+    return script_to_scenario(text, slug(args.script.stem), hz=args.hz, section_pages=args.section, hotplug=args.hotplug)
+
+
+def cmd_oracle_convert(args: argparse.Namespace) -> int:
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.scalarstring import LiteralScalarString
+
+    from balloonsim.scenario.model import Scenario
+
+    data = _converted(args)
+    Scenario.model_validate(data)  # the converter must produce a valid scenario
+    data["description"] = LiteralScalarString(data["description"])
+    buf = io.StringIO()
+    yaml = YAML()
+    yaml.default_flow_style = None
+    yaml.width = 120
+    yaml.dump(data, buf)
+    if args.output:
+        args.output.write_text(buf.getvalue())
+    else:
+        sys.stdout.write(buf.getvalue())
+    return 0
+
+
+def cmd_oracle_compare(args: argparse.Namespace) -> int:
+    from balloonsim.engine import run
+    from balloonsim.oracle import compare_with_csv
+    from balloonsim.scenario.model import Scenario
+
+    scenario = Scenario.model_validate(_converted(args))
+    try:
+        csv_text = args.csv.read_text()
+    except OSError as err:
+        raise ScenarioError([f"{args.csv}: cannot read: {err.strerror}"]) from None
+    problems = compare_with_csv(run(scenario), csv_text)
+    for p in problems:
+        print(p)
+    rows = max(0, len(csv_text.splitlines()) - 1)
+    print(f"{args.script.name}: {'differs from' if problems else 'equals'} the oracle ({rows} rows)")
+    return 1 if problems else 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from balloonsim.bench import main as bench_main
+
+    return bench_main(quick=args.quick)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,74 @@
+"""Shared helpers: small scenarios built in code, and runs of them."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from balloonsim.engine import Simulation
+from balloonsim.results.result import Result
+from balloonsim.scenario.model import Scenario
+
+settings.register_profile(
+    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("default")
+
+GiB = 262144  # pages
+MiB = 256
+
+
+def make_scenario(
+    events: list[dict[str, Any]] | None = None,
+    *,
+    domain: dict[str, Any] | None = None,
+    host: dict[str, Any] | None = None,
+    duration: str = "100s",
+    domains: list[dict[str, Any]] | None = None,
+) -> Scenario:
+    """One guest "g" (1 GiB, all free, oracle-like zero reserves) unless told otherwise."""
+    base = {
+        "name": "g",
+        "memory": "1GiB",
+        "initial_target": "absent",
+        "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+    }
+    doms = domains if domains is not None else [_merge(base, domain or {})]
+    return Scenario.model_validate(
+        {
+            "name": "t",
+            "duration": duration,
+            "host": host or {"free": "0 pages"},
+            "domains": doms,
+            "events": [({"domain": "g", **e} if "host_free" not in e and "domain" not in e else e) for e in events or []],
+        }
+    )
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(a)
+    for k, v in b.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def run(scenario: Scenario, **kw: Any) -> Result:
+    return Simulation(scenario, **kw).run(progress=False)
+
+
+def work_rows(result: Result, domain: str = "g") -> list[tuple]:
+    """(time_s, state, schedule_delay, retry_count, work_pending, work_expiry) of each worker pass."""
+    tl = result.domain(domain)
+    w = tl[tl["cause"] == "work"]
+    return [
+        (r.time_s, str(r.state), r.schedule_delay, r.retry_count, bool(r.work_pending), r.work_expiry)
+        for r in w.itertuples()
+    ]
+
+
+@pytest.fixture
+def tmp_results(tmp_path):
+    return tmp_path / "results"

@@ -1,0 +1,153 @@
+"""Invariants on random scenarios: pages are conserved, counters never go negative,
+the steady-turn shortcut changes nothing, and runs are deterministic."""
+
+import pandas as pd
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from balloonsim.errors import SimulationError
+from balloonsim.scenario.model import Scenario
+from conftest import run
+
+ACTIONS = ("target", "mem_set", "max_pages", "take", "give", "alloc_ballooned", "free_ballooned", "online",
+           "hotplug_unpopulated", "sysfs", "totalreserve", "mem_available", "host_free")
+
+
+@st.composite
+def domains(draw, name):
+    memory = draw(st.sampled_from([4096, 30000, 65536, 200000]))
+    arch = draw(st.sampled_from(["x86_64", "x86_64", "x86_32", "arm32"]))
+    kernel = {
+        "arch": arch,
+        "hz": draw(st.sampled_from([100, 250, 300, 1000])),
+        "hotplug": {
+            "enabled": draw(st.booleans()),
+            "auto_online": draw(st.booleans()),
+            "section": f"{draw(st.sampled_from([1024, 32768]))} pages",
+            "max_added": draw(st.sampled_from([None, "0 pages", f"{65536} pages"])),
+        },
+        "used_at_boot": f"{draw(st.integers(0, memory // 2))} pages",
+        "unpopulated_alloc": draw(st.booleans()),
+    }
+    for key in ("totalreserve_pages", "floor_balloon", "floor_user"):
+        kernel[key] = draw(st.sampled_from(["auto", 0, 100, 3000]))
+    if arch in ("x86_32", "arm32"):
+        kernel["lowmem"] = f"{draw(st.integers(1, memory))} pages"
+    kind = draw(st.sampled_from(["hvm", "hvm", "pv"]))
+    return {
+        "name": name,
+        "type": kind,
+        "memory": f"{memory} pages",
+        "static_max": f"{memory + draw(st.sampled_from([0, 0, 5000]))} pages",
+        "initial_target": draw(st.sampled_from(["absent", f"{memory * 4}KiB", f"{memory * 3}KiB"])),
+        "max_pages": f"{memory * draw(st.sampled_from([1, 2]))} pages",
+        "kernel": kernel,
+        "balloon": {
+            "max_retry_count": draw(st.sampled_from([0, 1, 4])),
+            "max_schedule_delay": draw(st.sampled_from([2, 32])),
+            "hotplug_unpopulated": draw(st.sampled_from([0, 0, 1])) if kernel["hotplug"]["enabled"] else 0,
+        },
+    }
+
+
+@st.composite
+def events(draw, names, memory):
+    out, t = [], 0
+    for _ in range(draw(st.integers(0, 12))):
+        t += draw(st.sampled_from([0, 1, 500, 2000, 9000]))  # ms
+        action = draw(st.sampled_from(ACTIONS))
+        domain = draw(st.sampled_from(names))
+        pages = draw(st.sampled_from([0, 1, 300, 700, 5000, memory // 2, memory, memory + 40000]))
+        ev = {"at": f"{t}ms", "domain": domain}
+        if action == "host_free":
+            ev = {"at": f"{t}ms", "host_free": pages}
+        elif action in ("target", "mem_set"):
+            ev[action] = f"{pages * 4}KiB"
+        elif action == "alloc_ballooned":
+            ev[action] = {"pages": min(pages, 20000), "signal_after": draw(st.sampled_from(["0s", "1s", None]))}
+        elif action == "online":
+            ev[action] = True
+        elif action == "hotplug_unpopulated":
+            ev[action] = draw(st.sampled_from(["0", "1", "2"]))
+        elif action == "sysfs":
+            attr = draw(st.sampled_from(["target_kb", "target", "max_retry_count", "max_schedule_delay"]))
+            ev[action] = {attr: draw(st.sampled_from([str(pages * 4), f"{pages}K", "0", "x"]))}
+        elif action == "mem_available":
+            ev[action] = draw(st.sampled_from(["auto", 0, 100, 10000]))
+        else:
+            ev[action] = pages
+        out.append(ev)
+    return out, t
+
+
+@st.composite
+def scenarios(draw):
+    n = draw(st.integers(1, 3))
+    doms = [draw(domains(f"d{i}")) for i in range(n)]
+    names = [d["name"] for d in doms]
+    evs, last = draw(events(names, 65536))
+    return Scenario.model_validate(
+        {
+            "name": "random",
+            "duration": f"{last + draw(st.sampled_from([0, 3000, 60000]))}ms",
+            "host": {"free": f"{draw(st.sampled_from([0, 1000, 100000]))} pages"},
+            "domains": doms,
+            "events": evs,
+        }
+    )
+
+
+def run_or_livelock(scenario, **kw):
+    try:
+        return run(scenario, **kw)
+    except SimulationError as err:
+        assert "livelock" in str(err), str(err)  # the kernel's own endless loops, nothing else
+        return None
+
+
+@settings(max_examples=150)
+@given(scenarios())
+def test_pages_are_conserved_at_every_row(scenario):
+    result = run_or_livelock(scenario)
+    if result is None:
+        return
+    tl = result.timeline
+    extra = {d.name: (d.static_max_pages or d.memory) - d.memory if d.type == "pv" and d.kernel.unpopulated_alloc else 0
+             for d in scenario.domains}
+    unpopulated = tl["domain"].astype(str).map(extra)
+    populated = tl["guest_free"] + tl["anon_pages"] + tl["page_cache"]
+    accounted = populated + tl["balloon_low"] + tl["balloon_high"] + tl["backend_pages"] + tl["offline_pages"]
+    assert (accounted + unpopulated == tl["present_pages"]).all()
+    assert (populated == tl["dom_pages"]).all()  # the guest and Xen agree on populated pages
+    assert (tl["current_pages"] == tl["dom_pages"]).all()
+    for col in ("guest_free", "balloon_low", "balloon_high", "backend_pages", "offline_pages", "host_free"):
+        assert (tl[col] >= 0).all(), col
+    host = result.host
+    total = host["host_free"] + host["domain_pages"] + host["other_pages"]
+    assert total.nunique() == 1  # host free + Σ tot_pages (+ other consumers) is constant
+    last = tl.groupby("domain", observed=True).tail(1)
+    assert last["dom_pages"].sum() == host["domain_pages"].iloc[-1]
+
+
+@settings(max_examples=100)
+@given(scenarios())
+def test_the_steady_turn_shortcut_changes_nothing(scenario):
+    fast = run_or_livelock(scenario)
+    slow = run_or_livelock(scenario, bulk_iterations=False)
+    assert (fast is None) == (slow is None)
+    if fast is None:
+        return
+    for name in ("timeline", "events", "host", "targets"):
+        pd.testing.assert_frame_equal(fast.tables[name], slow.tables[name])
+    pd.testing.assert_frame_equal(fast.summary, slow.summary)
+
+
+@settings(max_examples=30)
+@given(scenarios())
+def test_same_scenario_same_tables(scenario):
+    a, b = run_or_livelock(scenario), run_or_livelock(scenario)
+    if a is None:
+        assert b is None
+        return
+    for name, frame in a.tables.items():
+        pd.testing.assert_frame_equal(frame, b.tables[name])
