@@ -175,3 +175,13 @@ def test_shorthand_and_text_values():
     assert (s.events[1].cause, s.events[1].sysfs.text) == ("max_retry_count", "0")
     assert s.events[2].hotplug_unpopulated == "1"
     assert s.events[3].mem_available == "auto"
+
+
+def test_replace_changes_a_knob_by_dotted_path():
+    s = parse_scenario(GOOD, "s.yaml")
+    t = s.replace({"domains.vm1.balloon.max_retry_count": 0, "domains.0.kernel.hz": 1000}, duration="2min")
+    assert (t.domains[0].balloon.max_retry_count, t.domains[0].kernel.hz, t.duration) == (0, 1000, 120 * 10**9)
+    assert s.domains[0].balloon.max_retry_count == 4  # the original is unchanged
+    assert t.replace().digest() == t.digest()  # a round trip keeps every value
+    with pytest.raises(KeyError, match="no item 'vm9'"):
+        s.replace({"domains.vm9.memory": "1GiB"})

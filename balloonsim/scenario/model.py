@@ -154,13 +154,13 @@ class SysfsWrite(Model):
 
     @model_validator(mode="after")
     def _one_attribute(self) -> SysfsWrite:
-        if len(self.model_fields_set) != 1:
+        if sum(getattr(self, k) is not None for k in SysfsWrite.model_fields) != 1:
             raise ValueError(f"write exactly one attribute, one of: {', '.join(SysfsWrite.model_fields)}")
         return self
 
     @property
     def attribute(self) -> str:
-        return next(iter(self.model_fields_set))
+        return next(k for k in SysfsWrite.model_fields if getattr(self, k) is not None)
 
     @property
     def text(self) -> str:
@@ -199,16 +199,16 @@ class Event(Model):
 
     @model_validator(mode="after")
     def _one_action(self) -> Event:
-        actions = [k for k in self.model_fields_set if k not in ("at", "domain")]
+        actions = [k for k in ACTIONS if getattr(self, k) is not None]
         if len(actions) != 1:
-            names = ", ".join(k for k in Event.model_fields if k not in ("at", "domain"))
+            names = ", ".join(ACTIONS)
             found = f"found {', '.join(sorted(actions))}" if actions else "found none"
             raise ValueError(f"an event has exactly one action ({found}); actions: {names}")
         return self
 
     @property
     def action(self) -> str:
-        return next(k for k in self.model_fields_set if k not in ("at", "domain"))
+        return next(k for k in ACTIONS if getattr(self, k) is not None)
 
     @property
     def cause(self) -> str:
@@ -218,6 +218,10 @@ class Event(Model):
     @property
     def value(self) -> Any:
         return getattr(self, self.action)
+
+
+#: The actions an event may carry, exactly one each.
+ACTIONS = tuple(k for k in Event.model_fields if k not in ("at", "domain"))
 
 
 class Scenario(Model):
@@ -240,11 +244,39 @@ class Scenario(Model):
                 return d
         raise KeyError(name)
 
-    def replace(self, **changes: Any) -> Scenario:
-        """A copy with top-level fields changed, validated again."""
-        data = self.model_dump(round_trip=True, exclude_unset=True)
-        data.update(changes)
+    def replace(self, changes: dict[str, Any] | None = None, /, **fields: Any) -> Scenario:
+        """A copy with some fields changed, validated again.
+
+        Keys are dotted paths; a domain may be named instead of indexed:
+        ``scenario.replace({"domains.stuck.balloon.max_retry_count": 0}, duration="2min")``.
+        """
+        data = self.model_dump(mode="json", round_trip=True)
+        for path, value in {**(changes or {}), **fields}.items():
+            _set_path(data, path, value)
         return Scenario.model_validate(data)
+
+
+def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    node: Any = data
+    parts = path.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            names = [item.get("name") for item in node if isinstance(item, dict)]
+            index = int(part) if part.isdigit() else names.index(part) if part in names else None
+            if index is None or index >= len(node):
+                raise KeyError(f"{path}: no item {part!r} (names: {', '.join(map(str, names))})")
+            if last:
+                node[index] = value
+            node = node[index]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            elif part not in node or node[part] is None:
+                node[part] = {}
+            node = node[part]
+        else:
+            raise KeyError(f"{path}: {'.'.join(parts[:i])} is not a mapping or a list")
 
 
 def slug(text: str) -> str:
