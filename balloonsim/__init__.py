@@ -1,9 +1,9 @@
 """balloonsim: a discrete-event simulation study tool for the Linux Xen balloon driver.
 
-    >>> import balloonsim
-    >>> scenario = balloonsim.load_scenario("scenarios/quickstart.yaml")
-    >>> result = balloonsim.run(scenario, seed=1)
-    >>> result.timeline.head()
+>>> import balloonsim
+>>> scenario = balloonsim.load_scenario("scenarios/quickstart.yaml")
+>>> result = balloonsim.run(scenario, seed=1)
+>>> result.timeline.head()
 """
 
 __version__ = "0.1.0"

@@ -88,27 +88,35 @@ def main(quick: bool = False) -> int:
     print(f"balloonsim bench{' (quick)' if quick else ''}: wall times on this machine; ratios are within this run\n")
 
     wall, sim, result = _timed(lambda: Simulation(large_moves(rounds)))
-    c = sim.guests[0].driver.counters
+    c = sim.guests[0].activity
     moved = c.pages_out + c.pages_in
     print(f"large moves: 64 GiB guest -> 1 GiB -> 64 GiB, x{rounds}")
-    print(f"  balloonsim        {wall:8.3f} s  {moved / wall:10.3g} pages/s  {c.passes / wall:10.3g} worker passes/s"
-          f"  {c.iterations / wall:10.3g} loop turns/s  ({moved} pages, {c.passes} passes, {c.iterations} turns)")
+    print(
+        f"  balloonsim        {wall:8.3f} s  {moved / wall:10.3g} pages/s  {c.passes / wall:10.3g} worker passes/s"
+        f"  {c.iterations / wall:10.3g} loop turns/s  ({moved} pages, {c.passes} passes, {c.iterations} turns)"
+    )
     base_wall, base_sim, _ = _timed(lambda: Simulation(large_moves(step_rounds), bulk_iterations=False))
-    b = base_sim.guests[0].driver.counters
+    b = base_sim.guests[0].activity
     base_moved = b.pages_out + b.pages_in
-    print(f"  turn by turn      {base_wall:8.3f} s  {base_moved / base_wall:10.3g} pages/s  "
-          f"{b.passes / base_wall:10.3g} worker passes/s  {b.iterations / base_wall:10.3g} loop turns/s"
-          f"  (baseline, x{step_rounds})")
+    print(
+        f"  turn by turn      {base_wall:8.3f} s  {base_moved / base_wall:10.3g} pages/s  "
+        f"{b.passes / base_wall:10.3g} worker passes/s  {b.iterations / base_wall:10.3g} loop turns/s"
+        f"  (baseline, x{step_rounds})"
+    )
     print(f"  speed-up of the steady-turn shortcut: {(moved / wall) / (base_moved / base_wall):.0f}x pages/s\n")
 
     wall, sim, result = _timed(lambda: Simulation(small_steps(steps)))
-    c = sim.guests[0].driver.counters
+    c = sim.guests[0].activity
     rows = len(result.timeline)
     print(f"small steps: {steps} target changes of +-1000 pages on a 4 GiB guest")
-    print(f"  balloonsim        {wall:8.3f} s  {(c.pages_out + c.pages_in) / wall:10.3g} pages/s  "
-          f"{c.passes / wall:10.3g} worker passes/s  {steps / wall:10.3g} events/s  {rows / wall:10.3g} rows/s")
+    print(
+        f"  balloonsim        {wall:8.3f} s  {(c.pages_out + c.pages_in) / wall:10.3g} pages/s  "
+        f"{c.passes / wall:10.3g} worker passes/s  {steps / wall:10.3g} events/s  {rows / wall:10.3g} rows/s"
+    )
     raw = simpy_baseline(2 * steps)
     # each step costs SimPy two events: the script's timeout and the worker's timer
-    print(f"  SimPy baseline    {raw:10.3g} timeouts/s; balloonsim runs {2 * steps / wall:.3g} SimPy events/s, "
-          f"{raw / (2 * steps / wall):.1f}x slower than raw SimPy (model, rows and checks included)")
+    print(
+        f"  SimPy baseline    {raw:10.3g} timeouts/s; balloonsim runs {2 * steps / wall:.3g} SimPy events/s, "
+        f"{raw / (2 * steps / wall):.1f}x slower than raw SimPy (model, rows and checks included)"
+    )
     return 0

@@ -66,7 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default: the scenario's seed)")
     p.add_argument("--no-plot", action="store_true", help="do not draw timeline.png")
     p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None, help="show a progress bar (default: on long runs)"
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="show a progress bar (default: on long runs)",
     )
     p.set_defaults(func=cmd_run)
 
@@ -97,7 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--hz", type=int, help="the oracle build's HZ (default: from '# build:' or 250)")
         q.add_argument("--section", type=int, metavar="PAGES", help="its PAGES_PER_SECTION (default 32768)")
         q.add_argument(
-            "--hotplug", action=argparse.BooleanOptionalAction, default=None, help="oracle-hotplug build (default: '# oracle:')"
+            "--hotplug",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="oracle-hotplug build (default: '# oracle:')",
         )
         q.set_defaults(func=cmd_oracle_convert if name == "convert" else cmd_oracle_compare)
 
@@ -129,8 +135,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     save_result(result, out, scenario=scenario.model_dump(mode="json"), extra=draw)
     print(render_summary(result))
-    print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json"
-          f"{'' if args.no_plot else '; timeline.png'})")
+    print(
+        f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json"
+        f"{'' if args.no_plot else '; timeline.png'})"
+    )
     return 0
 
 
@@ -145,7 +153,11 @@ def render_summary(result) -> str:  # type: ignore[no-untyped-def]
         f"{'passes':>8}{'EAGAIN':>8}{'cancel':>8}",
     ]
     for r in result.summary.itertuples(index=False):
-        after = f"{r.time_to_final_target_s:.3g}s" if r.target_reached and r.time_to_final_target_s == r.time_to_final_target_s else "-"
+        after = (
+            f"{r.time_to_final_target_s:.3g}s"
+            if r.target_reached and r.time_to_final_target_s == r.time_to_final_target_s
+            else "-"
+        )
         lines.append(
             f"{str(r.domain):<14}{_mib(r.final_current_pages):>11}{_mib(r.final_target_pages):>11}  "
             f"{r.final_state:<10}{'yes' if r.target_reached else 'no':<9}{after:>9}"
@@ -182,7 +194,9 @@ def _converted(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
         text = args.script.read_text()
     except OSError as err:
         raise ScenarioError([f"{args.script}: cannot read: {err.strerror}"]) from None
-    return script_to_scenario(text, slug(args.script.stem), hz=args.hz, section_pages=args.section, hotplug=args.hotplug)
+    return script_to_scenario(
+        text, slug(args.script.stem), hz=args.hz, section_pages=args.section, hotplug=args.hotplug
+    )
 
 
 def cmd_oracle_convert(args: argparse.Namespace) -> int:

@@ -101,9 +101,16 @@ class Simulation:
         started = time.perf_counter()
         self.env.process(self._script())
         end = Timer(self.env, self.scenario.duration, END)
-        show = progress if progress is not None else len(self.scenario.events) >= PROGRESS_MIN_EVENTS
+        if progress is None:  # long runs get a bar, on a terminal only (tqdm's disable=None)
+            disable = None if len(self.scenario.events) >= PROGRESS_MIN_EVENTS else True
+        else:
+            disable = not progress
         with tqdm(
-            total=self.scenario.duration / 1e9, unit="sim s", disable=not show or None, leave=False, desc=self.scenario.name
+            total=self.scenario.duration / 1e9,
+            unit="sim s",
+            disable=disable,
+            leave=False,
+            desc=self.scenario.name,
         ) as bar:
             self._run_until(end, bar)
         for i in range(len(self.guests)):
@@ -115,7 +122,7 @@ class Simulation:
         return build_result(
             self.recorder,
             [g.hz for g in self.guests],
-            {g.name: vars(g.driver.counters) for g in self.guests},
+            {g.name: vars(g.activity) for g in self.guests},
             self.metadata(wall),
         )
 

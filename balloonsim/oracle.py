@@ -192,7 +192,7 @@ def compare_with_csv(result: Result, csv_text: str, limit: int = 10) -> list[str
     expected = list(csv.DictReader(io.StringIO(csv_text)))
     actual = timeline_as_csv_rows(result)
     problems = []
-    for n, (want, got) in enumerate(zip(expected, actual), 1):
+    for n, (want, got) in enumerate(zip(expected, actual, strict=False), 1):
         diffs = [f"{c}: oracle {want[c]}, balloonsim {got[c]}" for c in CSV_COLUMNS if want[c] != got[c]]
         if diffs:
             problems.append(f"row {n} ({want['cause']} at jiffy {want['jiffies']}): " + "; ".join(diffs))

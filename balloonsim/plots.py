@@ -42,7 +42,7 @@ def timeline_figure(result: Result, domains: list[str] | None = None) -> Figure:
     fig = Figure(figsize=(10, 2.1 * (len(shown) + 1) + 0.6), layout="constrained")
     axes = fig.subplots(len(shown) + 1, 1, sharex=True, squeeze=False)[:, 0]
 
-    for ax, name in zip(axes, shown):
+    for ax, name in zip(axes, shown, strict=False):  # the last axes is the host panel
         rows = tl[tl["domain"] == name]
         t = rows["time_s"].to_numpy() / t_div
         cols = ["current_pages", "target_pages", "balloon_low", "balloon_high"]

@@ -12,9 +12,7 @@ from balloonsim.engine import Simulation
 from balloonsim.results.result import Result
 from balloonsim.scenario.model import Scenario
 
-settings.register_profile(
-    "default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
-)
+settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
 settings.load_profile("default")
 
 GiB = 262144  # pages
@@ -43,7 +41,9 @@ def make_scenario(
             "duration": duration,
             "host": host or {"free": "0 pages"},
             "domains": doms,
-            "events": [({"domain": "g", **e} if "host_free" not in e and "domain" not in e else e) for e in events or []],
+            "events": [
+                ({"domain": "g", **e} if "host_free" not in e and "domain" not in e else e) for e in events or []
+            ],
         }
     )
 

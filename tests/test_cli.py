@@ -14,8 +14,15 @@ def test_run_writes_tables_plot_and_summary(tmp_path, capsys):
     out = tmp_path / "q"
     assert main(["run", str(ROOT / "scenarios" / "quickstart.yaml"), "-o", str(out), "--seed", "3"]) == 0
     files = sorted(p.name for p in out.iterdir())
-    assert files == ["events.parquet", "host.parquet", "run.json", "summary.parquet", "targets.parquet",
-                     "timeline.parquet", "timeline.png"]
+    assert files == [
+        "events.parquet",
+        "host.parquet",
+        "run.json",
+        "summary.parquet",
+        "targets.parquet",
+        "timeline.parquet",
+        "timeline.png",
+    ]
     printed = capsys.readouterr().out
     assert "quickstart: 3 domain(s), 60 s simulated" in printed and "(seed 3)" in printed
     assert printed.count("ECANCELED") == 2
@@ -35,7 +42,8 @@ def test_a_failed_run_exits_1_and_writes_nothing(tmp_path, capsys):
     s = tmp_path / "spin.yaml"
     s.write_text(
         "duration: 2s\nhost: {free: 0}\n"
-        "domains: [{name: a, memory: 1GiB, initial_target: absent, kernel: {mem_available: 0, totalreserve_pages: 0}}]\n"
+        "domains: [{name: a, memory: 1GiB, initial_target: absent,\n"
+        "           kernel: {mem_available: 0, totalreserve_pages: 0}}]\n"
         "events: [{at: 1s, domain: a, target: 512MiB}]\n"
     )
     assert main(["run", str(s), "-o", str(tmp_path / "o")]) == 1

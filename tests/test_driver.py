@@ -145,8 +145,11 @@ def test_hvm_target_diff_is_static_max_minus_the_boot_target():
 def test_target_diff_is_computed_once_at_the_first_xenstore_target():
     # a sysfs target first: at the first watch event target_pages is 512 MiB, not the boot value
     s = make_scenario(
-        [{"at": "1s", "sysfs": {"target_kb": 512 * 1024}}, {"at": "2s", "target": "768MiB"},
-         {"at": "3s", "target": "1GiB"}],
+        [
+            {"at": "1s", "sysfs": {"target_kb": 512 * 1024}},
+            {"at": "2s", "target": "768MiB"},
+            {"at": "3s", "target": "1GiB"},
+        ],
         domain={"static_max": "1GiB"},
         host={"free": "1GiB"},
     )
@@ -197,8 +200,11 @@ def test_sysfs_targets_parse_like_the_kernel(attribute, text, pages):
 
 def test_sysfs_tunables_reject_bad_text():
     s = make_scenario(
-        [{"at": "1s", "sysfs": {"max_retry_count": "abc"}}, {"at": "1s", "sysfs": {"max_schedule_delay": "0x10"}},
-         {"at": "1s", "sysfs": {"scrub_pages": "maybe"}}],
+        [
+            {"at": "1s", "sysfs": {"max_retry_count": "abc"}},
+            {"at": "1s", "sysfs": {"max_schedule_delay": "0x10"}},
+            {"at": "1s", "sysfs": {"scrub_pages": "maybe"}},
+        ],
         duration="2s",
     )
     r = run(s)
@@ -279,8 +285,12 @@ def test_a_signal_ends_the_sleep_and_the_call_is_undone():
 
 def test_notes_for_requests_that_cannot_be_met():
     s = make_scenario(
-        [{"at": "1s", "free_ballooned": 10}, {"at": "1s", "hotplug_unpopulated": 1}, {"at": "1s", "give": 5},
-         {"at": "1s", "online": True}],
+        [
+            {"at": "1s", "free_ballooned": 10},
+            {"at": "1s", "hotplug_unpopulated": 1},
+            {"at": "1s", "give": 5},
+            {"at": "1s", "online": True},
+        ],
         duration="2s",
     )
     assert kinds_of(run(s)) == ["free_short", "sysctl_missing", "give_short", "online_nothing"]

@@ -30,9 +30,9 @@ def test_4gib_hvm_guest_reserves_derived_by_hand():
     assert min_free_kbytes == 8109  # kernel-facts §5 table
     pages_min = min_free_kbytes // 4
     mins = [pages_min * z // lowmem for z in (dma, dma32, normal)]
-    deltas = [max(m // 4, z * 10 // 10000) for m, z in zip(mins, (dma, dma32, normal))]
-    lows = [m + d for m, d in zip(mins, deltas)]
-    highs = [m + 2 * d for m, d in zip(mins, deltas)]
+    deltas = [max(m // 4, z * 10 // 10000) for m, z in zip(mins, (dma, dma32, normal), strict=True)]
+    lows = [m + d for m, d in zip(mins, deltas, strict=True)]
+    highs = [m + 2 * d for m, d in zip(mins, deltas, strict=True)]
     reserve_dma = max(dma32 // 256, (dma32 + normal) // 256)  # lowmem_reserve ratio 256
     reserve_dma32 = normal // 256
     totalreserve = min(dma, reserve_dma + highs[0]) + min(dma32, reserve_dma32 + highs[1]) + highs[2]
@@ -71,8 +71,9 @@ def test_mult_frac():
 
 
 def make_mm(**kw):
-    args = dict(free_low=1000, free_high=0, managed=1000, totalreserve_pages=0, wmark_low_total=0,
-                floor_balloon=0, floor_user=0)
+    args = dict(
+        free_low=1000, free_high=0, managed=1000, totalreserve_pages=0, wmark_low_total=0, floor_balloon=0, floor_user=0
+    )
     args.update(kw)
     return GuestMemory(**args)
 

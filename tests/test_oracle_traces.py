@@ -51,8 +51,21 @@ def test_oracle_random_scripts(script):
 
 def test_the_fixtures_cover_every_verb_and_both_builds():
     text = "\n".join(p.read_text() for p in [*EXAMPLES, *FUZZ])
-    for verb in ("target", "host_free", "max_pages", "take", "give", "totalreserve", "mem_available",
-                 "alloc_ballooned", "free_ballooned", "hotplug_unpopulated", "online", "max_retry", "max_delay"):
+    for verb in (
+        "target",
+        "host_free",
+        "max_pages",
+        "take",
+        "give",
+        "totalreserve",
+        "mem_available",
+        "alloc_ballooned",
+        "free_ballooned",
+        "hotplug_unpopulated",
+        "online",
+        "max_retry",
+        "max_delay",
+    ):
         assert f" {verb}" in text, verb
     assert "oracle-hotplug" in text and "# oracle: oracle\n" in text
     for hz in (100, 250, 300, 1000):

@@ -9,8 +9,21 @@ from balloonsim.errors import SimulationError
 from balloonsim.scenario.model import Scenario
 from conftest import run
 
-ACTIONS = ("target", "mem_set", "max_pages", "take", "give", "alloc_ballooned", "free_ballooned", "online",
-           "hotplug_unpopulated", "sysfs", "totalreserve", "mem_available", "host_free")
+ACTIONS = (
+    "target",
+    "mem_set",
+    "max_pages",
+    "take",
+    "give",
+    "alloc_ballooned",
+    "free_ballooned",
+    "online",
+    "hotplug_unpopulated",
+    "sysfs",
+    "totalreserve",
+    "mem_available",
+    "host_free",
+)
 
 
 @st.composite
@@ -112,8 +125,10 @@ def test_pages_are_conserved_at_every_row(scenario):
     if result is None:
         return
     tl = result.timeline
-    extra = {d.name: (d.static_max_pages or d.memory) - d.memory if d.type == "pv" and d.kernel.unpopulated_alloc else 0
-             for d in scenario.domains}
+    extra = {
+        d.name: (d.static_max_pages or d.memory) - d.memory if d.type == "pv" and d.kernel.unpopulated_alloc else 0
+        for d in scenario.domains
+    }
     unpopulated = tl["domain"].astype(str).map(extra)
     populated = tl["guest_free"] + tl["anon_pages"] + tl["page_cache"]
     accounted = populated + tl["balloon_low"] + tl["balloon_high"] + tl["backend_pages"] + tl["offline_pages"]

@@ -34,7 +34,10 @@ def test_stuck_backs_off_2_4_8_seconds_then_cancels(result):
     rows = [r for r in work_rows(result, "stuck") if r[0] >= 15]
     # update_schedule(): delays double from 1 s; the 4th retry fails past max_retry_count 4
     assert [(t, state, delay) for t, state, delay, *_ in rows] == [
-        (15.0, "EAGAIN", 2), (17.0, "EAGAIN", 4), (21.0, "EAGAIN", 8), (29.0, "ECANCELED", 1)
+        (15.0, "EAGAIN", 2),
+        (17.0, "EAGAIN", 4),
+        (21.0, "EAGAIN", 8),
+        (29.0, "ECANCELED", 1),
     ]
     s = result.summary.set_index("domain").loc["stuck"]
     assert s["final_current_pages"] > s["final_target_pages"]

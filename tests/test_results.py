@@ -16,8 +16,13 @@ from conftest import GiB, MiB, make_scenario, run
 def backoff_result():
     return run(
         make_scenario(
-            [{"at": "0s", "target": "768MiB"}, {"at": "1s", "host_free": 1000}, {"at": "1s", "target": "1GiB"},
-             {"at": "30s", "host_free": 70000}, {"at": "30s", "target": "900MiB"}],
+            [
+                {"at": "0s", "target": "768MiB"},
+                {"at": "1s", "host_free": 1000},
+                {"at": "1s", "target": "1GiB"},
+                {"at": "30s", "host_free": 70000},
+                {"at": "30s", "target": "900MiB"},
+            ],
             duration="40s",
         )
     )

@@ -88,7 +88,10 @@ def test_missing_fields_and_unknown_top_level_keys():
           - name: a
         """
     )
-    assert "s.yaml:2: hosts: unknown key 'hosts'; allowed: name, description, duration, seed, host, domains, events" in found
+    assert (
+        "s.yaml:2: hosts: unknown key 'hosts'; allowed: name, description, duration, seed, host, domains, events"
+        in found
+    )
     assert "s.yaml:1: host: required" in found
     assert "s.yaml:4: domains.0.memory: required" in found
 

@@ -8,8 +8,18 @@ from balloonsim.units import Clock, UnitError
 
 @pytest.mark.parametrize(
     "text, pages",
-    [("4GiB", 1048576), ("4G", 1048576), ("512MiB", 131072), ("512 MiB", 131072), ("64KiB", 16),
-     ("1048576 pages", 1048576), ("1 page", 1), ("1.5GiB", 393216), ("0", 0), (0, 0)],
+    [
+        ("4GiB", 1048576),
+        ("4G", 1048576),
+        ("512MiB", 131072),
+        ("512 MiB", 131072),
+        ("64KiB", 16),
+        ("1048576 pages", 1048576),
+        ("1 page", 1),
+        ("1.5GiB", 393216),
+        ("0", 0),
+        (0, 0),
+    ],
 )
 def test_sizes_in_pages(text, pages):
     assert units.parse_pages(text) == pages
@@ -24,8 +34,14 @@ def test_bare_numbers_are_pages_only_where_asked():
 
 @pytest.mark.parametrize(
     "text, message",
-    [("4GB", "decimal units are ambiguous"), ("-1GiB", "must not be negative"), ("lots", "is not a size"),
-     ("3 parsecs", "unknown unit"), ("6KiB", "whole number of 4 KiB pages"), ("1.1B", "whole number of bytes")],
+    [
+        ("4GB", "decimal units are ambiguous"),
+        ("-1GiB", "must not be negative"),
+        ("lots", "is not a size"),
+        ("3 parsecs", "unknown unit"),
+        ("6KiB", "whole number of 4 KiB pages"),
+        ("1.1B", "whole number of bytes"),
+    ],
 )
 def test_bad_sizes_say_what_is_wrong(text, message):
     with pytest.raises(UnitError, match=message):
@@ -40,8 +56,17 @@ def test_kib_for_xenstore_need_not_be_whole_pages():
 
 @pytest.mark.parametrize(
     "text, ns",
-    [("30s", 30 * 10**9), ("250ms", 250 * 10**6), ("1.5s", 1_500_000_000), ("2min", 120 * 10**9),
-     ("100us", 100_000), ("7ns", 7), ("1h", 3600 * 10**9), ("0", 0), (0, 0)],
+    [
+        ("30s", 30 * 10**9),
+        ("250ms", 250 * 10**6),
+        ("1.5s", 1_500_000_000),
+        ("2min", 120 * 10**9),
+        ("100us", 100_000),
+        ("7ns", 7),
+        ("1h", 3600 * 10**9),
+        ("0", 0),
+        (0, 0),
+    ],
 )
 def test_times_in_nanoseconds(text, ns):
     assert units.parse_time_ns(text) == ns

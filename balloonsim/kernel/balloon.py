@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from balloonsim.errors import KernelBug, SimulationError
-from balloonsim.kernel.hotplug import MEM_ONLINE
+from balloonsim.kernel.hotplug import MEM_ONLINE, Resource
 from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Gfp
 from balloonsim.kernel.workqueue import Mutex, WaitQueue, wait_event_interruptible
 from balloonsim.sim import Process
@@ -67,31 +67,12 @@ class BalloonStats:
     max_retry_count: int = RETRY_UNLIMITED
 
 
-@dataclass
-class DriverCounters:
-    """What the driver did, for the summary (not part of balloon.c)."""
-
-    passes: int = 0  # balloon_process() calls
-    iterations: int = 0  # turns of its loop
-    pages_out: int = 0  # ballooned out (decrease_reservation)
-    pages_in: int = 0  # populated again (increase_reservation)
-    hotplugged: int = 0  # pages added by reserve_additional_memory
-
-
 class BalloonDriver:
     """The v5.12-v5.14 driver: a delayed work item on the system workqueue."""
 
     version = "v5.12"
 
-    def __init__(
-        self,
-        kernel: GuestKernel,
-        *,
-        memory_hotplug: bool,
-        max_retry_count: int = 4,
-        max_schedule_delay: int = 32,
-        bulk_iterations: bool = True,
-    ):
+    def __init__(self, kernel: GuestKernel, *, memory_hotplug: bool, bulk_iterations: bool = True):
         self.kernel = kernel
         self.config_memory_hotplug = memory_hotplug  # CONFIG_XEN_BALLOON_MEMORY_HOTPLUG
         self.frame_list_size = kernel.arch.frame_list  # ARRAY_SIZE(frame_list)
@@ -100,11 +81,12 @@ class BalloonDriver:
         self.balloon_wq = WaitQueue(kernel.env)
         self.balloon_worker = kernel.delayed_work(self.balloon_process, "balloon_worker")
         self.xen_hotplug_unpopulated = 0  # sysctl xen/balloon/hotplug_unpopulated
-        self.state: BpState | None = None  # what update_schedule() last returned in the worker
-        self.backend_pages = 0  # pages alloc_xenballooned_pages() handed out (or holds while it sleeps)
-        self.counters = DriverCounters()
-        self.bulk_iterations = bulk_iterations
-        self._boot_tunables = (max_retry_count, max_schedule_delay)
+        # Not in balloon.c, but what an observer of the C code sees: the state
+        # update_schedule() last returned in the worker (the oracle probes it at
+        # cond_resched()), and the pages handed to backends (their pages[] arrays).
+        self.state: BpState | None = None
+        self.backend_pages = 0
+        self.bulk_iterations = bulk_iterations  # allow _run_steady_iterations()
 
     # -- the ballooned-page list ------------------------------------------------
 
@@ -169,13 +151,13 @@ class BalloonDriver:
             return self._reserve_additional_memory_hotplug()
         return self._reserve_additional_memory_no_hotplug()
 
-    def additional_memory_resource(self, pages: int) -> Any:
+    def additional_memory_resource(self, pages: int) -> Resource | None:
         resource = self.kernel.hotplug.allocate_resource(pages)
         if resource is None:
             self.kernel.printk("err", "Cannot allocate new System RAM resource")
         return resource
 
-    def release_memory_resource(self, resource: Any) -> None:
+    def release_memory_resource(self, resource: Resource | None) -> None:
         if resource is None:
             return
         # no need to reset the region to identity-mapped: no I/O can be in it
@@ -210,11 +192,10 @@ class BalloonDriver:
             return self._reserve_failed(resource)
 
         stats.total_pages += balloon_hotplug
-        self.counters.hotplugged += balloon_hotplug
 
         return BP_WAIT
 
-    def _reserve_failed(self, resource: Any) -> BpState:  # the err: label
+    def _reserve_failed(self, resource: Resource | None) -> BpState:  # the err: label
         self.release_memory_resource(resource)
         return BP_ECANCELED
 
@@ -261,7 +242,6 @@ class BalloonDriver:
         self.kernel.mm.free_reserved_pages(low, high)
 
         self.balloon_stats.current_pages += rc
-        self.counters.pages_in += rc
 
         return BP_DONE
 
@@ -291,7 +271,6 @@ class BalloonDriver:
             raise KernelBug(f"BUG_ON(ret != nr_pages): decrease_reservation returned {ret} of {nr_pages}")
 
         self.balloon_stats.current_pages -= nr_pages
-        self.counters.pages_out += nr_pages
 
         return state
 
@@ -300,7 +279,6 @@ class BalloonDriver:
     def balloon_process(self) -> Process:
         """The work function.  As a work item it only ever runs as a single instance."""
         state = BP_DONE
-        self.counters.passes += 1
 
         bulk = self.bulk_iterations and self.kernel.iterations_take_no_time
         two_batches = 2 * self.frame_list_size
@@ -327,7 +305,6 @@ class BalloonDriver:
 
             state = self.update_schedule(state)
             self.state = state
-            self.counters.iterations += 1
 
             self.balloon_mutex.unlock()
 
@@ -335,6 +312,8 @@ class BalloonDriver:
 
             if not (credit and state is BP_DONE):
                 break
+            # Not in balloon.c: a turn that changed nothing, with no time passing
+            # for anything else to change, repeats forever.
             if self.balloon_stats.current_pages == current_before and self.kernel.iterations_take_no_time:
                 raise SimulationError(
                     f"livelock: balloon_process() made no progress (credit {credit}, si_mem_available() "
@@ -376,7 +355,6 @@ class BalloonDriver:
             if self.kernel.xenmem_reservation_decrease(pages) != pages:
                 raise KernelBug("BUG_ON(ret != nr_pages) in decrease_reservation")
             self.balloon_stats.current_pages -= pages
-            self.counters.pages_out += pages
         elif credit > 0 and self.balloon_is_inflated():
             turns = min(credit, self.balloon_list_length(), self.kernel.populate_headroom()) // batch
             if turns < 2:
@@ -388,11 +366,10 @@ class BalloonDriver:
             self.kernel.xenmem_reservation_va_mapping_update(pages)
             self.kernel.mm.free_reserved_pages(low, high)
             self.balloon_stats.current_pages += pages
-            self.counters.pages_in += pages
         else:
             return
         self.state = self.update_schedule(BP_DONE)
-        self.counters.iterations += turns
+        self.kernel.cond_resched_turns(turns)
 
     def _steady_turns_out(self, wanted: int, batch: int) -> int:
         """How many coming balloon-out turns are full batches ending BP_DONE."""
@@ -409,6 +386,10 @@ class BalloonDriver:
             if available < batch or (available < wanted and available < reserve):
                 return 0
         return max(0, turns)
+
+    def worker_schedule(self) -> tuple[bool, int]:
+        """For the timeline: is the worker pending, and its expiry in jiffies (-1: none)."""
+        return self.balloon_worker.pending, self.balloon_worker.expiry
 
     # -- targets -------------------------------------------------------------------
 
@@ -532,10 +513,6 @@ class BalloonDriver:
             for start_pfn, pages in kernel.xen_extra_mem:
                 if pages:
                     self.balloon_add_region(start_pfn, pages)
-
-    def apply_boot_tunables(self) -> None:
-        """The scenario's sysfs settings, written once the driver is up (e.g. by a boot script)."""
-        self.balloon_stats.max_retry_count, self.balloon_stats.max_schedule_delay = self._boot_tunables
 
     def proc_hotplug_unpopulated(self, text: str) -> int:
         """proc_dointvec_minmax with the table's bounds 0..1: 0, or -EINVAL."""

@@ -9,6 +9,8 @@ through hypercalls on its own domain and xenstore.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
 import simpy
 
 from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
@@ -25,8 +27,22 @@ from balloonsim.workload import Workload
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
 
+#: The driver versions a scenario can choose (``balloon.driver``); each runs in this same kernel.
+DRIVERS = {BalloonDriver.version: BalloonDriver}
+
 #: trace(kind, pages, value, message): one row of the events table
 TraceSink = Callable[[str, int, int, str], None]
+
+
+@dataclass
+class BalloonActivity:
+    """What the kernel saw the balloon driver do (for the summary)."""
+
+    passes: int = 0  # balloon_process() runs of the worker
+    iterations: int = 0  # turns of its loop (one cond_resched() each)
+    pages_out: int = 0  # pages given back to Xen (XENMEM_decrease_reservation)
+    pages_in: int = 0  # pages Xen populated (XENMEM_populate_physmap)
+    hotplugged: int = 0  # pages hot-added
 
 
 class GuestKernel:
@@ -65,7 +81,7 @@ class GuestKernel:
         self.config_xen_unpopulated_alloc = kconf.unpopulated_alloc
         self.xen_start_info_nr_pages = spec.memory
         self.xen_released_pages = 0
-        static_max = spec.static_max_pages or spec.memory
+        static_max = spec.memory if spec.static_max_pages is None else spec.static_max_pages
         if self.xen_pv_domain:  # E820 RAM up to static-max; beyond nr_pages it is extra memory
             self.max_pfn = max(spec.memory, static_max)
             self.xen_extra_mem = [(spec.memory, self.max_pfn - spec.memory)]
@@ -104,25 +120,25 @@ class GuestKernel:
             auto_online=kconf.hotplug.auto_online,
             lowmem_pfn=lowmem,
             max_added=kconf.hotplug.max_added,
-            on_event=lambda kind, pages, pfn: self.trace(kind, pages, pfn),
+            on_event=self._hotplug_event,
         )
         self._sysctl: dict[str, Callable[[str], int]] = {}
+        self.activity = BalloonActivity()
 
-        self.driver = BalloonDriver(
-            self,
-            memory_hotplug=kconf.hotplug.enabled,
-            max_retry_count=spec.balloon.max_retry_count,
-            max_schedule_delay=spec.balloon.max_schedule_delay,
-            bulk_iterations=bulk_iterations,
-        )
+        driver = DRIVERS[spec.balloon.driver]
+        self.driver = driver(self, memory_hotplug=kconf.hotplug.enabled, bulk_iterations=bulk_iterations)
         self.frontend = XenBalloonFrontend(self, self.driver)
 
     def boot(self) -> None:
-        """subsys_initcall(balloon_init): the driver starts, then xen_balloon_init() watches xenstore."""
+        """subsys_initcall(balloon_init): the driver starts and xen_balloon_init() registers its
+        sysfs files and xenstore watch.  The scenario's tunables are written as a boot script would,
+        before the watch's first event."""
         self.driver.balloon_init()
-        self.driver.apply_boot_tunables()
-        if self.spec.balloon.hotplug_unpopulated:
-            self.sysctl_write("xen/balloon/hotplug_unpopulated", str(self.spec.balloon.hotplug_unpopulated))
+        tunables = self.spec.balloon
+        self.frontend.sysfs_store("max_retry_count", str(tunables.max_retry_count))
+        self.frontend.sysfs_store("max_schedule_delay", str(tunables.max_schedule_delay))
+        if tunables.hotplug_unpopulated:
+            self.sysctl_write("xen/balloon/hotplug_unpopulated", str(tunables.hotplug_unpopulated))
         self.frontend.xen_balloon_init()
 
     # -- services the driver calls ------------------------------------------------------
@@ -145,23 +161,35 @@ class GuestKernel:
         return low, (end_pfn - start_pfn) - low
 
     def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
-        return DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", lambda: self._on_work_done(self))
+        return DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", self._work_finished)
+
+    def _work_finished(self) -> None:
+        self.activity.passes += 1
+        self._on_work_done(self)
 
     def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
         return work.schedule(delay)
 
     def cond_resched(self) -> Iterable[simpy.Event]:
         """Give up the CPU if someone else should run: the events to wait for (none: no costs yet)."""
+        self.activity.iterations += 1
         return ()
+
+    def cond_resched_turns(self, turns: int) -> None:
+        """The cond_resched() calls of ``turns`` loop turns done at once."""
+        self.activity.iterations += turns
 
     def xenmem_reservation_increase(self, count: int) -> int:
         granted = self.host.populate_physmap(self.domain, count)
         if granted < count:
             self.trace("populate_partial" if granted else "populate_refused", count, granted)
+        self.activity.pages_in += granted
         return granted
 
     def xenmem_reservation_decrease(self, count: int) -> int:
-        return self.host.decrease_reservation(self.domain, count)
+        released = self.host.decrease_reservation(self.domain, count)
+        self.activity.pages_out += released
+        return released
 
     def populate_headroom(self) -> int:
         return self.host.populate_headroom(self.domain)
@@ -189,6 +217,11 @@ class GuestKernel:
 
     def trace(self, kind: str, pages: int = -1, value: int = -1, message: str = "") -> None:
         self._on_trace(kind, pages, value, message)
+
+    def _hotplug_event(self, kind: str, pages: int, pfn: int) -> None:
+        if kind == "hotplug_add":
+            self.activity.hotplugged += pages
+        self.trace(kind, pages, pfn)
 
     def _alloc_failed(self, gfp: Gfp, wanted: int, got: int) -> None:
         self.trace("alloc_failed", wanted, got, gfp.name)

@@ -84,7 +84,7 @@ class Recorder:
     def row(self, now: int, index: int, cause: int, guest: GuestKernel, host: Host) -> None:
         """One timeline row (and one host row) after an event or a worker pass."""
         stats = guest.driver.balloon_stats
-        work = guest.driver.balloon_worker
+        pending, expiry = guest.driver.worker_schedule()
         mm = guest.mm
         self.timeline.extend(
             (
@@ -100,8 +100,8 @@ class Recorder:
                 stats.schedule_delay,
                 stats.retry_count,
                 _STATE_CODE[guest.driver.state],
-                work.pending,
-                work.expiry,
+                pending,
+                expiry,
                 host.free_pages,
                 guest.domain.tot_pages,
                 guest.domain.max_pages,
@@ -125,4 +125,6 @@ class Recorder:
 
     @staticmethod
     def matrix(buffer: array, width: int) -> np.ndarray:
-        return np.frombuffer(buffer, dtype=np.int64).reshape(-1, width) if len(buffer) else np.zeros((0, width), np.int64)
+        return (
+            np.frombuffer(buffer, dtype=np.int64).reshape(-1, width) if len(buffer) else np.zeros((0, width), np.int64)
+        )

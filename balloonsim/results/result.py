@@ -51,7 +51,7 @@ class Result:
 
 
 def build_result(
-    recorder: Recorder, hz: list[int], counters: dict[str, dict[str, int]], metadata: dict[str, Any]
+    recorder: Recorder, hz: list[int], activity: dict[str, dict[str, int]], metadata: dict[str, Any]
 ) -> Result:
     domains = pd.CategoricalDtype(recorder.domains)
     causes = pd.CategoricalDtype(recorder.causes.names)
@@ -106,5 +106,5 @@ def build_result(
     )
 
     targets = target_episodes(timeline)
-    summary = domain_summary(timeline, events, targets, counters)
+    summary = domain_summary(timeline, events, targets, activity)
     return Result(timeline, events, host, targets, summary, metadata)

@@ -57,7 +57,7 @@ def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
 
 
 def domain_summary(
-    timeline: pd.DataFrame, events: pd.DataFrame, targets: pd.DataFrame, counters: dict[str, dict[str, int]]
+    timeline: pd.DataFrame, events: pd.DataFrame, targets: pd.DataFrame, activity: dict[str, dict[str, int]]
 ) -> pd.DataFrame:
     """One row per domain: where it ended, whether it got there, what it took."""
     rows = []
@@ -68,7 +68,7 @@ def domain_summary(
         ep = targets[targets["domain"] == domain]
         final = ep.iloc[-1]
         ev = events[events["domain"] == domain]["kind"].astype(str).value_counts()
-        c = counters.get(str(domain), {})
+        c = activity.get(str(domain), {})
         rows.append(
             {
                 "domain": domain,

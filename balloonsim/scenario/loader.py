@@ -68,9 +68,8 @@ def parse_scenario(text: str, filename: str = "<scenario>", *, default_name: str
         for loc, message in capacity_problems(scenario):
             report(loc, message)
     if problems:
-        seen: set[str] = set()
-        unique = [m for _, m in sorted(problems, key=lambda p: p[0]) if not (m in seen or seen.add(m))]
-        raise ScenarioError(unique)
+        in_line_order = [message for _, message in sorted(problems, key=lambda p: p[0])]
+        raise ScenarioError(list(dict.fromkeys(in_line_order)))  # each message once
     assert scenario is not None
     return scenario
 
@@ -177,7 +176,9 @@ def cross_field_problems(doc: CommentedMap) -> list[tuple[Loc, str]]:
         name = d.get("name") if isinstance(d, dict) else None
         if isinstance(name, str):
             if name in names:
-                problems.append((("domains", i, "name"), f"duplicate domain name {name!r} (also domains.{names[name]})"))
+                problems.append(
+                    (("domains", i, "name"), f"duplicate domain name {name!r} (also domains.{names[name]})")
+                )
             else:
                 names[name] = i
 
@@ -192,11 +193,11 @@ def cross_field_problems(doc: CommentedMap) -> list[tuple[Loc, str]]:
         if host_event and "domain" in ev:
             problems.append(((("events", i, "domain")), f"{actions[0]} acts on the host; remove 'domain'"))
         elif not host_event and actions and "domain" not in ev:
-            problems.append((("events", i), f"{actions[0]} needs a 'domain' (one of: {', '.join(names) or 'none defined'})"))
-        elif "domain" in ev and not host_event and ev["domain"] not in names and names:
             problems.append(
-                (("events", i, "domain"), f"unknown domain {ev['domain']!r}; domains: {', '.join(names)}")
+                (("events", i), f"{actions[0]} needs a 'domain' (one of: {', '.join(names) or 'none defined'})")
             )
+        elif "domain" in ev and not host_event and ev["domain"] not in names and names:
+            problems.append((("events", i, "domain"), f"unknown domain {ev['domain']!r}; domains: {', '.join(names)}"))
         at = _time_or_none(ev.get("at"))
         if at is None:
             continue
@@ -210,7 +211,10 @@ def cross_field_problems(doc: CommentedMap) -> list[tuple[Loc, str]]:
             )
         if duration is not None and at > duration:
             problems.append(
-                (("events", i, "at"), f"{units.format_ns(at)} is after the end of the run (duration {units.format_ns(duration)})")
+                (
+                    ("events", i, "at"),
+                    f"{units.format_ns(at)} is after the end of the run (duration {units.format_ns(duration)})",
+                )
             )
         previous = at if previous is None else max(previous, at)
     return problems

@@ -54,8 +54,10 @@ class Kernel(Model):
     arch: Literal["x86_64", "x86_32", "arm64", "arm32"] = "x86_64"
     hz: Literal[100, 250, 300, 1000] = 250
     lowmem: Pages | None = Field(None, description="first highmem page; 32-bit arches only; default from the arch")
-    hotplug: Hotplug = Hotplug()
-    unpopulated_alloc: bool = Field(False, description="CONFIG_XEN_UNPOPULATED_ALLOC (PV extra memory leaves the balloon)")
+    hotplug: Hotplug = Field(default_factory=Hotplug)
+    unpopulated_alloc: bool = Field(
+        False, description="CONFIG_XEN_UNPOPULATED_ALLOC (PV extra memory leaves the balloon)"
+    )
     min_free_kbytes: int | None = Field(None, ge=0, description="default: int_sqrt(lowmem_kbytes * 16), clamped")
     watermark_scale_factor: int = Field(10, ge=1, le=1000)
     totalreserve_pages: PageCountOrAuto = "auto"
@@ -95,22 +97,22 @@ class Domain(Model):
         None, description="xenstore memory/target at creation; default: memory; 'absent': not written"
     )
     max_pages: Pages | None = Field(None, description="Xen's max_pages; default: the larger of memory and static-max")
-    kernel: Kernel = Kernel()
-    balloon: Balloon = Balloon()
+    kernel: Kernel = Field(default_factory=Kernel)
+    balloon: Balloon = Field(default_factory=Balloon)
 
     @property
     def static_max_pages(self) -> int | None:
         """static-max in pages, None when the key is absent from xenstore."""
         if self.static_max == "absent":
             return None
-        return self.memory if self.static_max is None else self.static_max
+        return self.memory if self.static_max is None else int(self.static_max)
 
     @property
     def initial_target_kib(self) -> int | None:
         """memory/target at creation in KiB, None when the toolstack wrote none."""
         if self.initial_target == "absent":
             return None
-        return self.memory * 4 if self.initial_target is None else self.initial_target
+        return self.memory * 4 if self.initial_target is None else int(self.initial_target)
 
     @property
     def max_pages_at_boot(self) -> int:
@@ -174,11 +176,6 @@ HOST_ACTIONS = ("host_free",)
 class Event(Model):
     """One scripted event: a time, usually a domain, and exactly one action."""
 
-    @field_validator("hotplug_unpopulated", mode="before")
-    @classmethod
-    def _as_text(cls, value: Any) -> Any:
-        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
-
     at: Nanoseconds
     domain: str | None = None
     # toolstack and Xen
@@ -196,6 +193,12 @@ class Event(Model):
     sysfs: SysfsWrite | None = None
     totalreserve: PageCount | None = Field(None, description="override totalreserve_pages")
     mem_available: PageCountOrAuto | None = Field(None, description="override si_mem_available()")
+
+    @field_validator("hotplug_unpopulated", mode="before")
+    @classmethod
+    def _as_text(cls, value: Any) -> Any:
+        """The sysctl gets text, as from ``echo 1 >``; a YAML number is written as its digits."""
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _one_action(self) -> Event:

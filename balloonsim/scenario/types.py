@@ -62,6 +62,8 @@ PageCountOrAuto = Annotated[int | str, BeforeValidator(_or_words(_page_count, "a
 PagesOrAbsent = Annotated[int | str, BeforeValidator(_or_words(_pages, "absent")), _as_pages]
 #: A size written to xenstore, stored in KiB (xenstore's unit for memory keys).
 KiB = Annotated[int, BeforeValidator(_kib), PlainSerializer(_kib_text, return_type=str)]
-KiBOrAbsent = Annotated[int | str, BeforeValidator(_or_words(_kib, "absent")), PlainSerializer(_kib_text, return_type=str)]
+KiBOrAbsent = Annotated[
+    int | str, BeforeValidator(_or_words(_kib, "absent")), PlainSerializer(_kib_text, return_type=str)
+]
 #: A time ("30s", "250ms"), stored as integer nanoseconds.
 Nanoseconds = Annotated[int, BeforeValidator(_time), PlainSerializer(units.format_ns, return_type=str)]

@@ -65,9 +65,7 @@ class Host:
     def decrease_reservation(self, dom: Domain, nr_extents: int) -> int:
         """Give ``nr_extents`` of the domain's pages back to the heap; always all of them."""
         if nr_extents > dom.tot_pages:
-            raise SimulationError(
-                f"domain {dom.name} releases {nr_extents} pages but holds only {dom.tot_pages}"
-            )
+            raise SimulationError(f"domain {dom.name} releases {nr_extents} pages but holds only {dom.tot_pages}")
         dom.tot_pages -= nr_extents
         self.domain_pages -= nr_extents
         self.free_pages += nr_extents
