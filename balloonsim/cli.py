@@ -3,16 +3,23 @@
 Exit status: 0 success; 1 a run failed (a broken invariant, a livelock) or a
 comparison found differences; 2 bad input (a scenario or script that cannot
 be used, a wrong option).
+
+Commands import what they need when they run, so ``--help`` answers at once.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from balloonsim import __version__
 from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError
+
+if TYPE_CHECKING:
+    from balloonsim.results.result import Result
 
 EPILOG = """\
 examples:
@@ -142,7 +149,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
-def render_summary(result) -> str:  # type: ignore[no-untyped-def]
+def render_summary(result: Result) -> str:
     """A short text table: where each domain ended and what it took."""
     m = result.metadata
     lines = [
@@ -153,11 +160,8 @@ def render_summary(result) -> str:  # type: ignore[no-untyped-def]
         f"{'passes':>8}{'EAGAIN':>8}{'cancel':>8}",
     ]
     for r in result.summary.itertuples(index=False):
-        after = (
-            f"{r.time_to_final_target_s:.3g}s"
-            if r.target_reached and r.time_to_final_target_s == r.time_to_final_target_s
-            else "-"
-        )
+        took = r.time_to_final_target_s
+        after = f"{took:.3g}s" if r.target_reached and not math.isnan(took) else "-"
         lines.append(
             f"{str(r.domain):<14}{_mib(r.final_current_pages):>11}{_mib(r.final_target_pages):>11}  "
             f"{r.final_state:<10}{'yes' if r.target_reached else 'no':<9}{after:>9}"
@@ -186,7 +190,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return status
 
 
-def _converted(args: argparse.Namespace) -> dict:  # type: ignore[type-arg]
+def _converted(args: argparse.Namespace) -> dict[str, Any]:
     from balloonsim.oracle import script_to_scenario
     from balloonsim.scenario.model import slug
 

@@ -23,7 +23,7 @@ from balloonsim.kernel.guest import GuestKernel
 from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import Result, build_result
 from balloonsim.scenario.model import Event, Scenario
-from balloonsim.sim import END, Process, Timer
+from balloonsim.sim import END, EVENT, Timer
 from balloonsim.units import format_ns
 from balloonsim.xen.hypervisor import Host
 from balloonsim.xen.toolstack import STATIC_MAX, Toolstack
@@ -99,7 +99,7 @@ class Simulation:
 
     def run(self, progress: bool | None = None) -> Result:
         started = time.perf_counter()
-        self.env.process(self._script())
+        self._start_script()
         end = Timer(self.env, self.scenario.duration, END)
         if progress is None:  # long runs get a bar, on a terminal only (tqdm's disable=None)
             disable = None if len(self.scenario.events) >= PROGRESS_MIN_EVENTS else True
@@ -152,19 +152,26 @@ class Simulation:
 
     # -- the script ----------------------------------------------------------------------
 
-    def _script(self) -> Process:
-        """Apply the scenario's events in order, each at its time."""
-        env = self.env
-        plan = [self._compile(e) for e in self.scenario.events]
-        for at, index, handler, value, cause in plan:
-            if at > env.now:
-                yield env.timeout(at - env.now)
+    def _start_script(self) -> None:
+        """Apply the scenario's events in order, each at its time (one timer per instant)."""
+        self._plan = [self._compile(e) for e in self.scenario.events]
+        self._next = 0
+        self._apply_due()
+
+    def _apply_due(self, _event: Any = None) -> None:
+        """Apply every event due now, then wait for the next one."""
+        plan, env = self._plan, self.env
+        while self._next < len(plan) and plan[self._next][0] <= env.now:
+            _, index, handler, value, cause = plan[self._next]
+            self._next += 1
             if index < 0:  # a host event: every domain gets a row
                 handler(value)
                 for i in range(len(self.guests)):
                     self._record(i, cause)
             elif handler(self.guests[index], value, index, cause):
                 self._record(index, cause)
+        if self._next < len(plan):
+            Timer(env, plan[self._next][0] - env.now, EVENT).callbacks.append(self._apply_due)
 
     def _compile(self, event: Event) -> tuple[int, int, Callable[..., Any], Any, int]:
         index = -1 if event.domain is None else self.index[event.domain]

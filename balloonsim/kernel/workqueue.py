@@ -27,6 +27,7 @@ from balloonsim.units import Clock, format_ns
 
 #: A work run more often than this at one instant is looping forever.
 LIVELOCK_RUNS = 100_000
+ERESTARTSYS = 512  # what a sleep ended by a signal returns (negated)
 
 
 class DelayedWork:
@@ -131,8 +132,6 @@ class WaitQueue:
             wakeup, self._wakeup = self._wakeup, None
             wakeup.succeed()
 
-
-ERESTARTSYS = 512
 
 
 def wait_event_interruptible(

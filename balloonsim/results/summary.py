@@ -1,4 +1,8 @@
-"""Tables derived from a timeline: one row per target set, one row per domain."""
+"""Tables derived from a timeline: one row per target set, one row per domain.
+
+Both are computed with whole-column operations, so their cost grows with the
+number of rows, not with rows times domains.
+"""
 
 from __future__ import annotations
 
@@ -11,90 +15,97 @@ from balloonsim.units import NS_PER_S
 def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
     """One row per target a domain was given, and whether (and when) it was reached.
 
-    An episode starts at a row whose ``target_pages`` differs from the
-    domain's previous row (the first row starts one too) and lasts until the
-    next such row.  It is reached at its first row with ``current_pages ==
-    target_pages``.
+    An episode starts at a domain's first row and at every row whose
+    ``target_pages`` differs from that domain's previous row, and lasts until
+    the domain's next episode.  It is reached at its first row with
+    ``current_pages == target_pages``.
     """
-    parts = []
-    for domain, rows in timeline.groupby("domain", observed=True, sort=False):
-        t = rows["time_ns"].to_numpy()
-        cur = rows["current_pages"].to_numpy()
-        tgt = rows["target_pages"].to_numpy()
-        cause = rows["cause"].astype(str).to_numpy()
-        start = np.flatnonzero(np.r_[True, tgt[1:] != tgt[:-1]])
-        episode = np.cumsum(np.r_[True, tgt[1:] != tgt[:-1]]) - 1
-        hits = np.flatnonzero(cur == tgt)
-        first_hit = np.full(len(start), -1)
-        hit_episodes, where = np.unique(episode[hits], return_index=True)
-        first_hit[hit_episodes] = hits[where]
-        reached = first_hit >= 0
-        set_ns = t[start]
-        reached_ns = np.where(reached, t[np.maximum(first_hit, 0)], -1)
-        end_ns = np.r_[set_ns[1:], t[-1]]
-        parts.append(
-            pd.DataFrame(
-                {
-                    "domain": domain,
-                    "set_ns": set_ns,
-                    "set_s": set_ns / NS_PER_S,
-                    "cause": cause[start],
-                    "target_pages": tgt[start],
-                    "start_pages": cur[start],
-                    "reached": reached,
-                    "reached_ns": reached_ns,
-                    "time_to_reach_s": np.where(reached, (reached_ns - set_ns) / NS_PER_S, np.nan),
-                    "until_ns": end_ns,
-                    "end_pages": cur[np.r_[start[1:] - 1, len(t) - 1]],
-                }
-            )
-        )
-    if not parts:
-        return pd.DataFrame()
-    out = pd.concat(parts, ignore_index=True)
-    out["domain"] = pd.Categorical(out["domain"], categories=timeline["domain"].cat.categories)
-    return out
+    order = np.argsort(timeline["domain"].cat.codes.to_numpy(), kind="stable")
+    dom = timeline["domain"].cat.codes.to_numpy()[order]
+    t = timeline["time_ns"].to_numpy()[order]
+    cur = timeline["current_pages"].to_numpy()[order]
+    tgt = timeline["target_pages"].to_numpy()[order]
+    cause = timeline["cause"].to_numpy()[order]
+
+    new_domain = np.r_[True, dom[1:] != dom[:-1]]
+    starts_episode = new_domain | np.r_[True, tgt[1:] != tgt[:-1]]
+    start = np.flatnonzero(starts_episode)
+    episode = np.cumsum(starts_episode) - 1
+    hits = np.flatnonzero(cur == tgt)
+    hit_episodes, first = np.unique(episode[hits], return_index=True)
+    first_hit = np.full(len(start), -1)
+    first_hit[hit_episodes] = hits[first]
+    reached = first_hit >= 0
+
+    last_row = np.r_[start[1:] - 1, len(t) - 1]  # the episode's last row
+    domain_ends = np.r_[new_domain[start][1:], True]  # is the next episode another domain's?
+    set_ns = t[start]
+    reached_ns = np.where(reached, t[np.maximum(first_hit, 0)], -1)
+    until_ns = np.where(domain_ends, t[last_row], t[np.minimum(last_row + 1, len(t) - 1)])
+    return pd.DataFrame(
+        {
+            "domain": pd.Categorical.from_codes(dom[start], dtype=timeline["domain"].dtype),
+            "set_ns": set_ns,
+            "set_s": set_ns / NS_PER_S,
+            "cause": pd.Categorical(cause[start], dtype=timeline["cause"].dtype),
+            "target_pages": tgt[start],
+            "start_pages": cur[start],
+            "reached": reached,
+            "reached_ns": reached_ns,
+            "time_to_reach_s": np.where(reached, (reached_ns - set_ns) / NS_PER_S, np.nan),
+            "until_ns": until_ns,
+            "end_pages": cur[last_row],
+        }
+    )
 
 
 def domain_summary(
     timeline: pd.DataFrame, events: pd.DataFrame, targets: pd.DataFrame, activity: dict[str, dict[str, int]]
 ) -> pd.DataFrame:
     """One row per domain: where it ended, whether it got there, what it took."""
-    rows = []
-    for domain, tl in timeline.groupby("domain", observed=True, sort=False):
-        last = tl.iloc[-1]
-        work = tl[tl["cause"] == "work"]
-        states = work["state"].astype(str).value_counts()
-        ep = targets[targets["domain"] == domain]
-        final = ep.iloc[-1]
-        ev = events[events["domain"] == domain]["kind"].astype(str).value_counts()
-        c = activity.get(str(domain), {})
-        rows.append(
-            {
-                "domain": domain,
-                "final_current_pages": int(last["current_pages"]),
-                "final_target_pages": int(last["target_pages"]),
-                "final_state": str(last["state"]),
-                "target_reached": bool(last["current_pages"] == last["target_pages"]),
-                "final_target_set_s": float(final["set_s"]),
-                "final_target_reached_s": float(final["reached_ns"] / 1e9) if final["reached"] else np.nan,
-                "time_to_final_target_s": float(final["time_to_reach_s"]),
-                "targets": int(len(ep)),
-                "targets_reached": int(ep["reached"].sum()),
-                "worker_passes": int(c.get("passes", len(work))),
-                "loop_iterations": int(c.get("iterations", 0)),
-                "pages_out": int(c.get("pages_out", 0)),
-                "pages_in": int(c.get("pages_in", 0)),
-                "pages_hotplugged": int(c.get("hotplugged", 0)),
-                "eagain_passes": int(states.get("EAGAIN", 0)),
-                "wait_passes": int(states.get("WAIT", 0)),
-                "cancellations": int(states.get("ECANCELED", 0)),
-                "max_retry_count": int(work["retry_count"].max()) if len(work) else 1,
-                "min_mem_available": int(tl["mem_available"].min()),
-                "alloc_failures": int(ev.get("alloc_failed", 0)),
-                "populate_short": int(ev.get("populate_partial", 0) + ev.get("populate_refused", 0)),
-            }
-        )
-    out = pd.DataFrame(rows)
-    out["domain"] = pd.Categorical(out["domain"], categories=timeline["domain"].cat.categories)
-    return out
+    domains = timeline["domain"].cat.categories
+    by_domain = timeline.groupby("domain", observed=False)
+    last = by_domain.tail(1).set_index("domain").reindex(domains)
+    work = timeline[timeline["cause"] == "work"]
+    states = work.groupby(["domain", "state"], observed=False).size().unstack(fill_value=0).reindex(domains)
+    final = targets.groupby("domain", observed=False).tail(1).set_index("domain").reindex(domains)
+    kinds = events.groupby(["domain", "kind"], observed=False).size().unstack(fill_value=0)
+    kinds = kinds.reindex(index=domains, fill_value=0)
+
+    def kind(name: str) -> pd.Series:
+        return kinds[name] if name in kinds.columns else pd.Series(0, index=domains)
+
+    def act(name: str) -> list[int]:
+        return [activity.get(str(d), {}).get(name, 0) for d in domains]
+
+    return pd.DataFrame(
+        {
+            "domain": pd.Categorical(domains, categories=domains),
+            "final_current_pages": last["current_pages"].to_numpy(),
+            "final_target_pages": last["target_pages"].to_numpy(),
+            "final_state": last["state"].astype(str).to_numpy(),
+            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy(),
+            "final_target_set_s": final["set_s"].to_numpy(),
+            "final_target_reached_s": np.where(final["reached"], final["reached_ns"] / NS_PER_S, np.nan),
+            "time_to_final_target_s": final["time_to_reach_s"].to_numpy(),
+            "targets": targets.groupby("domain", observed=False).size().reindex(domains).to_numpy(),
+            "targets_reached": targets.groupby("domain", observed=False)["reached"].sum().reindex(domains).to_numpy(),
+            "worker_passes": act("passes"),
+            "loop_iterations": act("iterations"),
+            "pages_out": act("pages_out"),
+            "pages_in": act("pages_in"),
+            "pages_hotplugged": act("hotplugged"),
+            "eagain_passes": states.get("EAGAIN", pd.Series(0, index=domains)).to_numpy(),
+            "wait_passes": states.get("WAIT", pd.Series(0, index=domains)).to_numpy(),
+            "cancellations": states.get("ECANCELED", pd.Series(0, index=domains)).to_numpy(),
+            "max_retry_count": work.groupby("domain", observed=False)["retry_count"]
+            .max()
+            .reindex(domains)
+            .fillna(1)
+            .astype("int64")
+            .to_numpy(),
+            "min_mem_available": by_domain["mem_available"].min().reindex(domains).to_numpy(),
+            "alloc_failures": kind("alloc_failed").to_numpy(),
+            "populate_short": (kind("populate_partial") + kind("populate_refused")).to_numpy(),
+        }
+    )
