@@ -16,7 +16,10 @@ oracle script            balloonsim scenario
                          written at boot (the boot watch finds none);
                          ``lowmem=N`` selects arm32 (highmem, 512-page
                          batches, as the oracle's x86_64 build has)
-``target P``             ``target: 4P KiB`` (xenstore; target_diff is 0)
+``target P``             ``target: 4P KiB``: the xenstore watch turns it
+                         into balloon_set_new_target(P); the domain is
+                         marked ``initial_domain`` so that target_diff is
+                         0 by the kernel's own rule, whatever came before
 ``max_retry N``          ``sysfs: {max_retry_count: N}``
 ``max_delay N``          ``sysfs: {max_schedule_delay: N}``
 ``alloc_ballooned N``    ``alloc_ballooned: {pages: N, signal_after: 0s}``
@@ -125,6 +128,7 @@ def script_to_scenario(
         kernel = {"arch": "arm32", "lowmem": f"{int(init['lowmem'])} pages", **kernel}
     domain: dict[str, Any] = {
         "name": "guest",
+        "initial_domain": True,
         "memory": f"{pages} pages",
         "initial_target": "absent",
         "max_pages": f"{int(init.get('max_pages', pages))} pages",
