@@ -26,7 +26,7 @@ from balloonsim.scenario.model import Event, Scenario
 from balloonsim.sim import END, EVENT, Timer
 from balloonsim.units import format_ns
 from balloonsim.xen.hypervisor import Host
-from balloonsim.xen.toolstack import STATIC_MAX, Toolstack
+from balloonsim.xen.toolstack import STATIC_MAX, XEND_STATIC_MAX, Toolstack
 from balloonsim.xen.xenstore import XenStore
 
 #: progress: None shows a bar on a terminal for runs over this many events
@@ -67,7 +67,8 @@ class Simulation:
             dom = self.host.create_domain(spec.name, spec.memory, spec.max_pages_at_boot)
             static_max = spec.static_max_pages
             if static_max is not None:
-                self.xenstore.write(dom.domid, STATIC_MAX, str(static_max * 4))
+                key = STATIC_MAX if spec.toolstack == "libxl" else XEND_STATIC_MAX
+                self.xenstore.write(dom.domid, key, str(static_max * 4))
             if spec.initial_target_kib is not None:
                 self.toolstack.write_target(dom, spec.initial_target_kib)
             guest = GuestKernel(

@@ -159,6 +159,11 @@ def test_target_diff_is_computed_once_at_the_first_xenstore_target():
     assert targets == [768 * MiB - diff, GiB - diff]
 
 
+def test_xend_writes_static_max_under_its_own_key():
+    s = make_scenario([{"at": "1s", "target": "768MiB"}], domain={"static_max": "1032MiB", "toolstack": "xend"})
+    assert run(s).domain("g").iloc[-1]["target_pages"] == 768 * MiB - 8 * MiB
+
+
 def test_without_static_max_the_current_pages_stand_in():
     s = make_scenario(
         [{"at": "1s", "sysfs": {"target_kb": 512 * 1024}}, {"at": "2s", "target": "768MiB"}],

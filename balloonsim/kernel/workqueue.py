@@ -133,7 +133,6 @@ class WaitQueue:
             wakeup.succeed()
 
 
-
 def wait_event_interruptible(
     env: simpy.Environment, wq: WaitQueue, condition: Callable[[], bool], signal_after: int | None
 ) -> Generator[simpy.Event, Any, int]:

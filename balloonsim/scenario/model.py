@@ -89,6 +89,9 @@ class Domain(Model):
     name: str = Field(pattern=NAME_PATTERN)
     type: Literal["hvm", "pvh", "pv"] = "hvm"
     initial_domain: bool = Field(False, description="dom0: no target_diff")
+    toolstack: Literal["libxl", "xend"] = Field(
+        "libxl", description="which writes static-max: libxl as memory/static-max, xend as memory/memory_static_max"
+    )
     memory: Pages = Field(description="RAM at boot: get_num_physpages() (HVM/PVH) or nr_pages (PV)")
     static_max: PagesOrAbsent | None = Field(
         None, description="xenstore memory/static-max; default: memory; 'absent': no such key"
