@@ -33,20 +33,27 @@ class Timer(Event):
         env.schedule(self, priority, delay)
 
 
-def run_now(env: simpy.Environment, process: Process, on_done: Callable[[Any], None]) -> None:
+def run_now(
+    env: simpy.Environment,
+    process: Process,
+    on_done: Callable[[Any], None],
+    on_wait: Callable[[], None] | None = None,
+) -> None:
     """Run ``process`` at once, in the caller's step, until it first waits.
 
     A process that never waits (the usual case for the balloon worker when
     nothing costs time) finishes here and ``on_done`` is called with its
     return value before the caller goes on, which keeps same-instant order
     exact and avoids a SimPy Process per call.  A process that does wait is
-    handed to SimPy and ``on_done`` runs when it ends.
+    handed to SimPy (``on_wait`` is told) and ``on_done`` runs when it ends.
     """
     try:
         event = next(process)
     except StopIteration as stop:
         on_done(stop.value)
         return
+    if on_wait is not None:
+        on_wait()
     proc = env.process(_resume(process, event))
     proc.callbacks.append(lambda p: on_done(p.value) if p.ok else None)
 

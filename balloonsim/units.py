@@ -134,10 +134,6 @@ def format_ns(ns: int) -> str:
     return f"{ns}ns"
 
 
-def pages_to_mib(pages: int) -> float:
-    return pages * PAGE_SIZE / (1 << 20)
-
-
 def format_pages(pages: int) -> str:
     """Pages for people: '262144 pages (1 GiB)'."""
     nbytes = pages * PAGE_SIZE

@@ -24,7 +24,6 @@ class Arch:
     frame_list: int  # pages per increase/decrease_reservation batch
     lowmem_pages: int | None  # first highmem pfn; None: no highmem (64-bit)
     section_pages: int  # PAGES_PER_SECTION
-    max_order: int = 11  # MAX_ORDER: the buddy allocator's largest block is 2^(MAX_ORDER-1)
 
 
 ARCHES: dict[str, Arch] = {

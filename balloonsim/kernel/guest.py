@@ -71,7 +71,7 @@ class GuestKernel:
         base = ARCHES[kconf.arch]
         lowmem = kconf.lowmem if kconf.lowmem is not None else base.lowmem_pages
         section = kconf.hotplug.section if kconf.hotplug.section is not None else base.section_pages
-        self.arch = Arch(base.name, base.frame_list, lowmem, section, base.max_order)
+        self.arch = Arch(base.name, base.frame_list, lowmem, section)
         self.hz = kconf.hz
         self.clock = Clock(kconf.hz)
 
@@ -254,7 +254,7 @@ class GuestKernel:
             self.trace("alloc_ballooned", pages, rc)
             return rc
 
-        run_now(self.env, _calling_on_first_wait(call(), on_sleep), on_return)
+        run_now(self.env, call(), on_return, on_wait=on_sleep)
 
     def free_xenballooned_pages(self, pages: int) -> None:
         held = self.driver.backend_pages
@@ -315,17 +315,3 @@ class GuestKernel:
             f"{accounted}, but the guest has {self.present_pages()} pages"
         )
 
-
-def _calling_on_first_wait(process: Process, on_wait: Callable[[], None]) -> Process:
-    """``process`` unchanged, except that ``on_wait()`` runs when it first waits."""
-    try:
-        event = next(process)
-    except StopIteration as stop:
-        return stop.value
-    on_wait()
-    while True:
-        value = yield event
-        try:
-            event = process.send(value)
-        except StopIteration as stop:
-            return stop.value

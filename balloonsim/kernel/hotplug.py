@@ -7,9 +7,10 @@
   onlines them at once when auto-onlining is on; otherwise they wait for an
   ``online`` request.
 * Onlining goes one memory block (one section) at a time, like
-  ``online_pages``: the registered online-page callback receives the block's
-  pages (the balloon driver's ``xen_online_page`` puts them in the balloon),
-  then the memory notifiers hear ``MEM_ONLINE``.
+  ``online_pages``: the memory notifiers hear ``MEM_GOING_ONLINE``, the
+  registered online-page callback receives the block's pages (the balloon
+  driver's ``xen_online_page`` puts them in the balloon), then the notifiers
+  hear ``MEM_ONLINE``.
 
 A page is highmem when its pfn is at or above the lowmem boundary, hot-added
 pages included.
@@ -114,6 +115,8 @@ class MemoryHotplug:
         for block in range(res.start_pfn, res.end_pfn, self.section_pages):
             end = min(block + self.section_pages, res.end_pfn)
             low = self._lowmem_in(block, end)
+            for notifier in list(self.notifiers):
+                notifier(MEM_GOING_ONLINE)
             self.offline_pages -= end - block
             self.online_page_callback(low, (end - block) - low)
             self._on_event("online", end - block, block)
