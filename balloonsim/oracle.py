@@ -32,7 +32,8 @@ from __future__ import annotations
 
 import csv
 import io
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from balloonsim.errors import ScenarioError
 from balloonsim.results.result import Result
@@ -72,44 +73,7 @@ def script_to_scenario(
     if hotplug is None and _comment_value(text, "oracle"):
         hotplug = _comment_value(text, "oracle") == "oracle-hotplug"
     clock = Clock(hz)
-    comments: list[str] = []
-    init: dict[str, str] | None = None
-    events: list[dict[str, Any]] = []
-    end: int | None = None
-
-    def fail(lineno: int, message: str) -> None:
-        raise ScenarioError([f"{name}:{lineno}: {message}"])
-
-    for lineno, raw in enumerate(text.splitlines(), 1):
-        line, _, comment = raw.partition("#")
-        if not line.strip():
-            if init is None and comment.strip() and not comment.strip().startswith(("oracle:", "build:")):
-                comments.append(comment.strip())
-            continue
-        words = line.split()
-        if init is None:
-            if words[0] != "init":
-                fail(lineno, "the first statement must be 'init'")
-            init = {}
-            for word in words[1:]:
-                key, eq, value = word.partition("=")
-                if not eq or key not in _INIT_KEYS:
-                    fail(lineno, f"init: unknown setting {word!r}")
-                init[key] = value
-            continue
-        if words[0] == "end" and len(words) == 2:
-            end = int(words[1])
-            continue
-        if words[0] != "at" or len(words) < 3:
-            fail(lineno, f"expected 'at J verb [arg]' or 'end J', got {line.strip()!r}")
-        at = format_ns(clock.jiffy_start_ns(int(words[1])))
-        verb, args = words[2], words[3:]
-        if (verb in _ONE_ARG_VERBS) != (len(args) == 1) or (verb == "online" and args):
-            fail(lineno, f"{verb}: wrong number of arguments")
-        action = _event(verb, args[0] if args else "", lineno, fail)
-        events.append({"at": at, **action} if verb in HOST_ACTIONS else {"at": at, "domain": "guest", **action})
-    if init is None or end is None:
-        raise ScenarioError([f"{name}: a script needs 'init ...' and 'end J'"])
+    init, end, events, comments = _parse_script(text, name, clock)
 
     pages = int(init["pages"])
     kernel: dict[str, Any] = {
@@ -144,6 +108,56 @@ def script_to_scenario(
     }
 
 
+def _parse_script(text: str, name: str, clock: Clock) -> tuple[dict[str, str], int, list[dict[str, Any]], list[str]]:
+    """The script's init settings, end jiffy, events (as scenario events) and leading comments."""
+    comments: list[str] = []
+    init: dict[str, str] | None = None
+    events: list[dict[str, Any]] = []
+    end: int | None = None
+
+    def fail(lineno: int, message: str) -> NoReturn:
+        raise ScenarioError([f"{name}:{lineno}: {message}"])
+
+    for lineno, raw in enumerate(text.splitlines(), 1):
+        line, _, comment = raw.partition("#")
+        if not line.strip():
+            if init is None and comment.strip() and not comment.strip().startswith(("oracle:", "build:")):
+                comments.append(comment.strip())
+            continue
+        words = line.split()
+        try:
+            if init is None:
+                if words[0] != "init":
+                    fail(lineno, "the first statement must be 'init'")
+                init = {}
+                for word in words[1:]:
+                    key, eq, value = word.partition("=")
+                    if not eq or key not in _INIT_KEYS:
+                        fail(lineno, f"init: unknown setting {word!r}")
+                    if not (key == "lowmem" and value == "all" or key == "mem_available" and value == "auto"):
+                        int(value)  # every other setting is a number
+                    init[key] = value
+                continue
+            if words[0] == "end" and len(words) == 2:
+                end = int(words[1])
+                continue
+            if words[0] != "at" or len(words) < 3:
+                fail(lineno, f"expected 'at J verb [arg]' or 'end J', got {line.strip()!r}")
+            at = format_ns(clock.jiffy_start_ns(int(words[1])))
+            verb, args = words[2], words[3:]
+            if verb not in _ONE_ARG_VERBS and verb != "online":
+                fail(lineno, f"unknown verb {verb!r}")
+            if (verb in _ONE_ARG_VERBS) != (len(args) == 1) or (verb == "online" and args):
+                fail(lineno, f"{verb}: wrong number of arguments")
+            action = _event(verb, args[0] if args else "", lineno, fail)
+        except ValueError as err:
+            fail(lineno, f"not a number ({err})")
+        events.append({"at": at, **action} if verb in HOST_ACTIONS else {"at": at, "domain": "guest", **action})
+    if init is None or end is None:
+        raise ScenarioError([f"{name}: a script needs 'init ...' and 'end J'"])
+    return init, end, events, comments
+
+
 def _comment_value(text: str, key: str) -> str:
     """The text after ``# key:`` in a script's comments, or ''."""
     for line in text.splitlines():
@@ -157,7 +171,7 @@ def _auto_or_int(value: str) -> int | str:
     return value if value == "auto" else int(value)
 
 
-def _event(verb: str, arg: str, lineno: int, fail: Any) -> dict[str, Any]:
+def _event(verb: str, arg: str, lineno: int, fail: Callable[[int, str], NoReturn]) -> dict[str, Any]:
     if verb == "target":
         return {"target": f"{int(arg) * 4}KiB"}
     if verb == "max_retry":

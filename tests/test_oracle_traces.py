@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from balloonsim.errors import SimulationError
+from balloonsim.errors import ScenarioError, SimulationError
 from balloonsim.oracle import compare_with_csv, script_to_scenario
 from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Scenario
@@ -85,3 +85,20 @@ def test_converted_scenarios_are_valid_yaml(tmp_path):
     path = tmp_path / "d.yaml"
     YAML().dump(data, path)
     assert load_scenario(path).domains[0].kernel.arch == "arm32"
+
+
+@pytest.mark.parametrize(
+    "script, message",
+    [
+        ("init pages=x\nend 5\n", "s:1: not a number (invalid literal for int() with base 10: 'x')"),
+        ("init pages=100\nat 1 tgt 5\nend 5\n", "s:2: unknown verb 'tgt'"),
+        ("init pages=100\nat 1 online 5\nend 5\n", "s:2: online: wrong number of arguments"),
+        ("at 1 target 5\n", "s:1: the first statement must be 'init'"),
+        ("init pages=100 colour=blue\nend 1\n", "s:1: init: unknown setting 'colour=blue'"),
+        ("init pages=100\n", "s: a script needs 'init ...' and 'end J'"),
+    ],
+)
+def test_bad_scripts_are_reported_by_line(script, message):
+    with pytest.raises(ScenarioError) as err:
+        script_to_scenario(script, "s")
+    assert err.value.problems == [message]

@@ -314,4 +314,3 @@ class GuestKernel:
             f"{ballooned} + lent {lent} + offline {offline} + unpopulated extra {unpopulated_extra} = "
             f"{accounted}, but the guest has {self.present_pages()} pages"
         )
-
