@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import simpy
 
 from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
-from balloonsim.kernel.balloon import BalloonDriver, BpState
+from balloonsim.kernel.balloon import BalloonDriver
 from balloonsim.kernel.hotplug import MemoryHotplug
 from balloonsim.kernel.mm import Gfp, GuestMemory
 from balloonsim.kernel.watermarks import compute_reserves
@@ -268,10 +268,6 @@ class GuestKernel:
             self.trace("online_nothing", message="no hot-added memory is waiting to be onlined")
 
     # -- what the timeline reads -------------------------------------------------------
-
-    @property
-    def state(self) -> BpState | None:
-        return self.driver.state
 
     def used_pages(self) -> int:
         return self.boot_used + self.workload.pages

@@ -59,18 +59,20 @@ def build_result(
     m = Recorder.matrix(recorder.timeline, len(TIMELINE_FIELDS))
     cols = {name: m[:, i] for i, name in enumerate(TIMELINE_FIELDS)}
     time_ns = cols["time_ns"]
-    dom = cols["domain"]
+    hz_of_row = np.asarray(hz, dtype=np.int64)[cols["domain"]]
+    coded = {  # the columns recorded as small integer codes
+        "domain": lambda c: pd.Categorical.from_codes(c, dtype=domains),
+        "cause": lambda c: pd.Categorical.from_codes(c, dtype=causes),
+        "state": lambda c: pd.Categorical.from_codes(c, categories=STATES),
+        "work_pending": lambda c: c.astype(bool),
+    }
     timeline = pd.DataFrame(
         {
             "time_ns": time_ns,
             "time_s": time_ns / NS_PER_S,
-            "jiffies": time_ns * np.asarray(hz, dtype=np.int64)[dom] // NS_PER_S,
-            "domain": pd.Categorical.from_codes(dom, dtype=domains),
-            "cause": pd.Categorical.from_codes(cols["cause"], dtype=causes),
-            **{k: cols[k] for k in TIMELINE_FIELDS[3:11]},
-            "state": pd.Categorical.from_codes(cols["state"], categories=STATES),
-            "work_pending": cols["work_pending"].astype(bool),
-            **{k: cols[k] for k in TIMELINE_FIELDS[13:]},
+            # jiffies in each domain's HZ, without overflowing int64 on long runs
+            "jiffies": time_ns // NS_PER_S * hz_of_row + time_ns % NS_PER_S * hz_of_row // NS_PER_S,
+            **{name: coded.get(name, lambda c: c)(cols[name]) for name in TIMELINE_FIELDS[1:]},
             "current_mib": cols["current_pages"] * PAGE_SIZE / MIB,
             "target_mib": cols["target_pages"] * PAGE_SIZE / MIB,
         }
