@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from balloonsim import __version__
 from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError
+from balloonsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
     from balloonsim.results.result import Result
@@ -171,7 +172,7 @@ def render_summary(result: Result) -> str:
 
 
 def _mib(pages: int) -> str:
-    return f"{pages * 4096 / (1 << 20):.0f} MiB"
+    return f"{pages * PAGE_SIZE / (1 << 20):.0f} MiB"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

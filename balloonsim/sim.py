@@ -59,17 +59,10 @@ def run_now(
 
 
 def _resume(process: Process, event: Event) -> Process:
-    """Continue a generator that is waiting on ``event``, passing values and exceptions through."""
+    """Continue a generator that is waiting on ``event``, passing each event's value in."""
     while True:
+        value = yield event
         try:
-            value = yield event
-        except BaseException as exc:  # an Interrupt, delivered to the model's process
-            try:
-                event = process.throw(exc)
-            except StopIteration as stop:
-                return stop.value
-        else:
-            try:
-                event = process.send(value)
-            except StopIteration as stop:
-                return stop.value
+            event = process.send(value)
+        except StopIteration as stop:
+            return stop.value

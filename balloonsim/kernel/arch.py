@@ -25,6 +25,13 @@ class Arch:
     lowmem_pages: int | None  # first highmem pfn; None: no highmem (64-bit)
     section_pages: int  # PAGES_PER_SECTION
 
+    def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
+        """(lowmem, highmem) pages among pfns [start, end): highmem is pfn >= lowmem_pages."""
+        if self.lowmem_pages is None:
+            return end_pfn - start_pfn, 0
+        low = max(0, min(end_pfn, self.lowmem_pages) - start_pfn)
+        return low, (end_pfn - start_pfn) - low
+
 
 ARCHES: dict[str, Arch] = {
     # SECTION_SIZE_BITS 27 = 128 MiB (arch/x86/include/asm/sparsemem.h, from memory)

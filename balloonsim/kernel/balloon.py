@@ -444,6 +444,7 @@ class BalloonDriver:
                 ret = yield from self.add_ballooned_pages(nr_pages - pgno, signal_after)
                 if ret < 0:
                     return self._alloc_undo(nr_pages, pgno, ret)
+                # Not in balloon.c: no lowmem page after many successful rounds is the endless loop.
                 empty_rounds += 1
                 if empty_rounds > LIVELOCK_ROUNDS:
                     raise SimulationError(
@@ -482,7 +483,7 @@ class BalloonDriver:
         """PV boot: put an extra-memory region (never in totalram) in the balloon."""
         # If usable memory was limited (e.g. with mem=), don't add pages beyond it.
         extra_pfn_end = min(self.kernel.max_pfn, start_pfn + pages)
-        low, high = self.kernel.split_by_zone(start_pfn, extra_pfn_end)
+        low, high = self.kernel.arch.split_by_zone(start_pfn, extra_pfn_end)
         self.balloon_append(low, high)
         self.balloon_stats.total_pages += extra_pfn_end - start_pfn
 

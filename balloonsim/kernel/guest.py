@@ -95,8 +95,7 @@ class GuestKernel:
         reserves = compute_reserves(
             spans, min_free_kbytes=kconf.min_free_kbytes, watermark_scale_factor=kconf.watermark_scale_factor
         )
-        self.reserves = reserves
-        low_boot, high_boot = self.split_by_zone(0, spec.memory)
+        low_boot, high_boot = self.arch.split_by_zone(0, spec.memory)
 
         def pick(value: int | str, default: int) -> int:
             return default if value == "auto" else int(value)
@@ -118,7 +117,7 @@ class GuestKernel:
             boot_end_pfn=self.max_pfn,
             section_pages=section,
             auto_online=kconf.hotplug.auto_online,
-            lowmem_pfn=lowmem,
+            split_by_zone=self.arch.split_by_zone,
             max_added=kconf.hotplug.max_added,
             on_event=self._hotplug_event,
         )
@@ -152,13 +151,6 @@ class GuestKernel:
 
     def get_num_physpages(self) -> int:
         return self.spec.memory
-
-    def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
-        """(lowmem, highmem) pages among pfns [start, end)."""
-        if self.arch.lowmem_pages is None:
-            return end_pfn - start_pfn, 0
-        low = max(0, min(end_pfn, self.arch.lowmem_pages) - start_pfn)
-        return low, (end_pfn - start_pfn) - low
 
     def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
         return DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", self._work_finished)

@@ -45,13 +45,13 @@ class MemoryHotplug:
         boot_end_pfn: int,
         section_pages: int,
         auto_online: bool,
-        lowmem_pfn: int | None,
+        split_by_zone: Callable[[int, int], tuple[int, int]],
         max_added: int | None,
         on_event: Callable[[str, int, int], None],
     ):
         self.section_pages = section_pages
         self.auto_online = auto_online
-        self.lowmem_pfn = lowmem_pfn
+        self.split_by_zone = split_by_zone
         self.boot_end_pfn = boot_end_pfn
         first = -(-boot_end_pfn // section_pages) * section_pages
         self.window_end = None if max_added is None else first + max_added
@@ -114,16 +114,11 @@ class MemoryHotplug:
         assert self.online_page_callback is not None, "no online-page callback registered"
         for block in range(res.start_pfn, res.end_pfn, self.section_pages):
             end = min(block + self.section_pages, res.end_pfn)
-            low = self._lowmem_in(block, end)
+            low, high = self.split_by_zone(block, end)
             for notifier in list(self.notifiers):
                 notifier(MEM_GOING_ONLINE)
             self.offline_pages -= end - block
-            self.online_page_callback(low, (end - block) - low)
+            self.online_page_callback(low, high)
             self._on_event("online", end - block, block)
             for notifier in list(self.notifiers):
                 notifier(MEM_ONLINE)
-
-    def _lowmem_in(self, start: int, end: int) -> int:
-        if self.lowmem_pfn is None:
-            return end - start
-        return max(0, min(end, self.lowmem_pfn) - start)

@@ -78,14 +78,9 @@ class GuestMemory:
         free memory is at or below the gfp's floor, or when no page of an
         allowed zone is free.
         """
-        room = max(0, self.free_pages - self.floor[gfp])
-        if gfp.highmem:
-            got = min(count, room)
-            high = min(got, self.free_high)
-            low = got - high
-        else:
-            low = min(count, room, self.free_low)
-            high = 0
+        got = min(count, self.alloc_room(gfp))
+        high = min(got, self.free_high) if gfp.highmem else 0  # highmem first when allowed
+        low = got - high
         self.free_low -= low
         self.free_high -= high
         if low + high < count and self._on_alloc_fail is not None:

@@ -49,7 +49,7 @@ class Host:
         would exceed ``max_pages`` (``assign_pages``) or the heap has no free
         page.  The guest sees 0..n, never an error code.
         """
-        done = min(nr_extents, self.free_pages, dom.max_pages - dom.tot_pages)
+        done = min(nr_extents, self.populate_headroom(dom))
         if done <= 0:
             return 0
         self.free_pages -= done
