@@ -41,6 +41,7 @@ def _guest_scenario(name: str, pages: int, targets: list[tuple[int, int]], durat
                     "memory": f"{pages} pages",
                     "initial_target": "absent",
                     "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+                    "costs": "none",
                 }
             ],
             "events": [{"at": f"{t}ns", "domain": "guest", "target": f"{p * 4}KiB"} for t, p in targets],

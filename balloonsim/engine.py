@@ -62,6 +62,8 @@ class Simulation:
         self.step = 0
         self._cause_work = self.recorder.causes("work")
         self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
+        self._cause_progress = self.recorder.causes("progress")
+        self._last_row_ns = [0] * len(scenario.domains)
 
         for i, spec in enumerate(scenario.domains):
             dom = self.host.create_domain(spec.name, spec.memory, spec.max_pages_at_boot)
@@ -79,6 +81,7 @@ class Simulation:
                 xenstore=self.xenstore,
                 on_work_done=self._work_done,
                 on_trace=self._tracer(i),
+                on_progress=self._progress,
                 bulk_iterations=bulk_iterations,
             )
             self.guests.append(guest)
@@ -265,10 +268,17 @@ class Simulation:
             guest.trace(state.value, credit, stats.retry_count, message)
         self._record(index, self._cause_work)
 
+    def _progress(self, guest: GuestKernel) -> None:
+        """A row in the middle of a long worker pass, at most every ``progress_every``."""
+        index = self.index[guest.name]
+        if self.env.now - self._last_row_ns[index] >= self.scenario.progress_every:
+            self._record(index, self._cause_progress)
+
     def _record(self, index: int, cause: int) -> None:
         """A timeline row for one domain, then the conservation checks of that step."""
         self.step += 1
         guest = self.guests[index]
+        self._last_row_ns[index] = self.env.now
         self.recorder.row(self.env.now, index, cause, guest, self.host)
         self._last_target[index] = guest.driver.balloon_stats.target_pages
         problem = guest.conservation_problem() or self.host.conservation_problem()

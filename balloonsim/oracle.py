@@ -97,6 +97,7 @@ def script_to_scenario(
         "initial_target": "absent",
         "max_pages": f"{int(init.get('max_pages', pages))} pages",
         "kernel": kernel,
+        "costs": "none",  # the harness's calls take no time
     }
     return {
         "name": name,

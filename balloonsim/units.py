@@ -124,6 +124,22 @@ def parse_time_ns(text: str | int) -> int:
     return int(ns)
 
 
+RATE_HELP = "a rate such as '1GiB/s', '200MiB/s' or '50000 pages/s'"
+
+
+def parse_rate_pages(text: str | int) -> int:
+    """Read a rate of memory per second ('1GiB/s'); return whole pages per second."""
+    if isinstance(text, bool) or not isinstance(text, (int, str)):
+        raise UnitError(f"{text!r} is not {RATE_HELP}")
+    size, slash, per = str(text).partition("/")
+    if not slash or per.strip() != "s":
+        raise UnitError(f"{text!r} is not {RATE_HELP}")
+    try:
+        return parse_pages(size.strip(), bare="pages")
+    except UnitError as err:
+        raise UnitError(f"{text!r}: {err}; expected {RATE_HELP}") from None
+
+
 def format_ns(ns: int) -> str:
     """The shortest exact text for a time, in the largest unit that divides it."""
     if ns == 0:

@@ -27,12 +27,13 @@ def make_scenario(
     duration: str = "100s",
     domains: list[dict[str, Any]] | None = None,
 ) -> Scenario:
-    """One guest "g" (1 GiB, all free, oracle-like zero reserves) unless told otherwise."""
+    """One guest "g" (1 GiB, all free, oracle-like zero reserves, work free of cost) unless told otherwise."""
     base = {
         "name": "g",
         "memory": "1GiB",
         "initial_target": "absent",
         "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+        "costs": "none",
     }
     doms = domains if domains is not None else [_merge(base, domain or {})]
     return Scenario.model_validate(

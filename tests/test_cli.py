@@ -24,7 +24,7 @@ def test_run_writes_tables_plot_and_summary(tmp_path, capsys):
         "timeline.png",
     ]
     printed = capsys.readouterr().out
-    assert "quickstart: 3 domain(s), 60 s simulated" in printed and "(seed 3)" in printed
+    assert "quickstart: 3 domain(s), 90 s simulated" in printed and "(seed 3)" in printed
     assert printed.count("ECANCELED") == 2
 
 
@@ -43,7 +43,7 @@ def test_a_failed_run_exits_1_and_writes_nothing(tmp_path, capsys):
     s.write_text(
         "duration: 2s\nhost: {free: 0}\n"
         "domains: [{name: a, memory: 1GiB, initial_target: absent,\n"
-        "           kernel: {mem_available: 0, totalreserve_pages: 0}}]\n"
+        "           kernel: {mem_available: 0, totalreserve_pages: 0}, costs: none}]\n"
         "events: [{at: 1s, domain: a, target: 512MiB}]\n"
     )
     assert main(["run", str(s), "-o", str(tmp_path / "o")]) == 1
@@ -56,7 +56,7 @@ def test_validate(tmp_path, capsys):
     bad.write_text("duration: 1s\n")
     assert main(["validate", str(ROOT / "scenarios" / "quickstart.yaml"), str(bad)]) == 2
     io = capsys.readouterr()
-    assert "quickstart.yaml: ok (3 domain(s), 4 event(s), 60 s)" in io.out
+    assert "quickstart.yaml: ok (3 domain(s), 4 event(s), 90 s)" in io.out
     assert f"{bad}:1: host: required" in io.err
 
 

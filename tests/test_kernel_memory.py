@@ -95,9 +95,9 @@ def test_mem_available_is_the_kernel_formula():
 
 def test_gfp_balloon_prefers_highmem_and_stops_at_its_floor():
     failures = []
-    mm = make_mm(free_low=100, free_high=50, floor_balloon=120, on_alloc_fail=lambda *a: failures.append(a))
+    mm = make_mm(free_low=100, free_high=50, floor_balloon=120, on_alloc=lambda *a: failures.append(a))
     assert mm.alloc_pages(40, GFP_BALLOON) == (0, 30)  # free 150 - floor 120
-    assert failures == [(GFP_BALLOON, 40, 30)]
+    assert failures == [(GFP_BALLOON, 40, 30, 0)]
     mm = make_mm(free_low=100, free_high=50)
     assert mm.alloc_pages(80, GFP_BALLOON) == (30, 50)  # highmem first, then lowmem
 

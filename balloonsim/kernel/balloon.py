@@ -37,6 +37,8 @@ RETRY_UNLIMITED = 0
 #: add_ballooned_pages() returning 0 this often without a page to take is the
 #: endless loop the kernel would be in (oracle README, livelock 2).
 LIVELOCK_ROUNDS = 10_000
+#: balloon_process() turns in a row without a page moved, while time passes, taken as a livelock.
+LIVELOCK_TURNS = 100_000
 
 
 class BpState(enum.Enum):
@@ -281,6 +283,7 @@ class BalloonDriver:
         state = BP_DONE
 
         bulk = self.bulk_iterations and self.kernel.iterations_take_no_time
+        stalled = 0
         two_batches = 2 * self.frame_list_size
         while True:
             if bulk and abs(self.current_credit()) >= two_batches:
@@ -312,9 +315,10 @@ class BalloonDriver:
 
             if not (credit and state is BP_DONE):
                 break
-            # Not in balloon.c: a turn that changed nothing, with no time passing
-            # for anything else to change, repeats forever.
-            if self.balloon_stats.current_pages == current_before and self.kernel.iterations_take_no_time:
+            # Not in balloon.c: a turn that changed nothing repeats forever unless something else
+            # changes meanwhile; nothing can when no time passes, and is taken not to after many turns.
+            stalled = stalled + 1 if self.balloon_stats.current_pages == current_before else 0
+            if stalled > (0 if self.kernel.iterations_take_no_time else LIVELOCK_TURNS):
                 raise SimulationError(
                     f"livelock: balloon_process() made no progress (credit {credit}, si_mem_available() "
                     f"{self.kernel.si_mem_available()}, totalreserve_pages {self.kernel.totalreserve_pages}) "

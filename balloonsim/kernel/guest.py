@@ -9,19 +9,19 @@ through hypercalls on its own domain and xenstore.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 import simpy
 
 from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
 from balloonsim.kernel.balloon import BalloonDriver
+from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
 from balloonsim.kernel.mm import Gfp, GuestMemory
 from balloonsim.kernel.watermarks import compute_reserves
 from balloonsim.kernel.workqueue import DelayedWork
 from balloonsim.kernel.xen_balloon import XenBalloonFrontend
 from balloonsim.scenario.model import Domain as DomainSpec
-from balloonsim.sim import Process, run_now
+from balloonsim.sim import WORK, Process, Timer, run_now
 from balloonsim.units import Clock
 from balloonsim.workload import Workload
 from balloonsim.xen.hypervisor import Domain, Host
@@ -32,17 +32,6 @@ DRIVERS = {BalloonDriver.version: BalloonDriver}
 
 #: trace(kind, pages, value, message): one row of the events table
 TraceSink = Callable[[str, int, int, str], None]
-
-
-@dataclass
-class BalloonActivity:
-    """What the kernel saw the balloon driver do (for the summary)."""
-
-    passes: int = 0  # balloon_process() runs of the worker
-    iterations: int = 0  # turns of its loop (one cond_resched() each)
-    pages_out: int = 0  # pages given back to Xen (XENMEM_decrease_reservation)
-    pages_in: int = 0  # pages Xen populated (XENMEM_populate_physmap)
-    hotplugged: int = 0  # pages hot-added
 
 
 class GuestKernel:
@@ -56,6 +45,7 @@ class GuestKernel:
         xenstore: XenStore,
         on_work_done: Callable[[GuestKernel], None],
         on_trace: TraceSink,
+        on_progress: Callable[[GuestKernel], None] = lambda guest: None,
         bulk_iterations: bool = True,
     ):
         self.env = env
@@ -66,6 +56,7 @@ class GuestKernel:
         self.xenstore = xenstore
         self._on_work_done = on_work_done
         self._on_trace = on_trace
+        self._on_progress = on_progress
         kconf = spec.kernel
 
         base = ARCHES[kconf.arch]
@@ -89,7 +80,9 @@ class GuestKernel:
             self.max_pfn = spec.memory
             self.xen_extra_mem = []
         self.xen_scrub_pages = spec.balloon.scrub_pages
-        self.iterations_take_no_time = True  # no costs in this model yet
+        self.activity = BalloonActivity()
+        self.meter = CostMeter(spec.costs, self.activity)
+        self.iterations_take_no_time = self.meter.free
 
         spans = zone_layout(self.arch, spec.type, spec.memory)
         reserves = compute_reserves(
@@ -109,7 +102,7 @@ class GuestKernel:
             floor_balloon=pick(kconf.floor_balloon, reserves.alloc_floor(highmem_ok=True)),
             floor_user=pick(kconf.floor_user, reserves.alloc_floor(highmem_ok=False)),
             mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
-            on_alloc_fail=self._alloc_failed,
+            on_alloc=self._allocated,
         )
         self.boot_used = sum(self.mm.take(kconf.used_at_boot))
         self.workload = Workload(self.mm)
@@ -122,7 +115,6 @@ class GuestKernel:
             on_event=self._hotplug_event,
         )
         self._sysctl: dict[str, Callable[[str], int]] = {}
-        self.activity = BalloonActivity()
 
         driver = DRIVERS[spec.balloon.driver]
         self.driver = driver(self, memory_hotplug=kconf.hotplug.enabled, bulk_iterations=bulk_iterations)
@@ -163,15 +155,24 @@ class GuestKernel:
         return work.schedule(delay)
 
     def cond_resched(self) -> Iterable[simpy.Event]:
-        """Give up the CPU if someone else should run: the events to wait for (none: no costs yet)."""
+        """Give up the CPU between batches: the events to wait for, none when work is free.
+
+        The time of the turn just done passes here (see ``costs``); a long
+        pass also gets a timeline row now and then.
+        """
         self.activity.iterations += 1
-        return ()
+        if self.meter.free:
+            return ()
+        self._on_progress(self)
+        ns = self.meter.charge()
+        return (Timer(self.env, ns, WORK),) if ns else ()
 
     def cond_resched_turns(self, turns: int) -> None:
         """The cond_resched() calls of ``turns`` loop turns done at once."""
         self.activity.iterations += turns
 
     def xenmem_reservation_increase(self, count: int) -> int:
+        self.activity.hypercalls += 1
         granted = self.host.populate_physmap(self.domain, count)
         if granted < count:
             self.trace("populate_partial" if granted else "populate_refused", count, granted)
@@ -179,6 +180,7 @@ class GuestKernel:
         return granted
 
     def xenmem_reservation_decrease(self, count: int) -> int:
+        self.activity.hypercalls += 1
         released = self.host.decrease_reservation(self.domain, count)
         self.activity.pages_out += released
         return released
@@ -187,13 +189,19 @@ class GuestKernel:
         return self.host.populate_headroom(self.domain)
 
     def xenmem_reservation_scrub_pages(self, count: int) -> None:
-        """Zero each page before Xen gets it back (when xen_scrub_pages).  Free of cost here."""
+        """Zero each page before Xen gets it back (when xen_scrub_pages)."""
+        if self.xen_scrub_pages:
+            self.activity.scrubbed += count
 
     def xenmem_reservation_va_mapping_update(self, count: int) -> None:
-        """PV: set the p2m entry and kernel mapping of each page.  Free of cost here."""
+        """PV: set the p2m entry and kernel mapping of each page (auto-translated guests: nothing)."""
+        if self.xen_pv_domain:
+            self.activity.pv_updates += count
 
     def xenmem_reservation_va_mapping_reset(self, count: int) -> None:
-        """PV: clear the kernel mapping and p2m entry of each page.  Free of cost here."""
+        """PV: clear the kernel mapping and p2m entry of each page (auto-translated guests: nothing)."""
+        if self.xen_pv_domain:
+            self.activity.pv_updates += count
 
     def register_sysctl(self, path: str, handler: Callable[[str], int]) -> None:
         self._sysctl[path] = handler
@@ -215,8 +223,12 @@ class GuestKernel:
             self.activity.hotplugged += pages
         self.trace(kind, pages, pfn)
 
-    def _alloc_failed(self, gfp: Gfp, wanted: int, got: int) -> None:
-        self.trace("alloc_failed", wanted, got, gfp.name)
+    def _allocated(self, gfp: Gfp, wanted: int, got: int, reclaimed: int) -> None:
+        """After the driver's alloc_page() calls: count the work, note a failure."""
+        self.activity.allocated += got
+        self.activity.reclaimed += reclaimed
+        if got < wanted:
+            self.trace("alloc_failed", wanted, got, gfp.name)
 
     # -- what users and programs do ---------------------------------------------------
 
@@ -243,6 +255,7 @@ class GuestKernel:
 
         def call() -> Process:
             rc = yield from self.driver.alloc_xenballooned_pages(pages, signal_after)
+            self.meter.charge()  # a backend's call takes no simulated time: its work is not the worker's
             self.trace("alloc_ballooned", pages, rc)
             return rc
 

@@ -45,7 +45,7 @@ class GuestMemory:
         floor_balloon: int,
         floor_user: int,
         mem_available: int | None = None,
-        on_alloc_fail: Callable[[Gfp, int, int], None] | None = None,
+        on_alloc: Callable[[Gfp, int, int, int], None] | None = None,
     ):
         self.free_low = free_low
         self.free_high = free_high
@@ -56,7 +56,7 @@ class GuestMemory:
         self.mem_available_fixed = mem_available  # None: computed
         self.page_cache = 0  # active + inactive file pages
         self.reclaimable = 0  # SLAB_RECLAIMABLE + KERNEL_MISC_RECLAIMABLE
-        self._on_alloc_fail = on_alloc_fail
+        self._on_alloc = on_alloc  # (gfp, wanted, got, reclaimed) after alloc_pages()
 
     @property
     def free_pages(self) -> int:
@@ -83,8 +83,8 @@ class GuestMemory:
         low = got - high
         self.free_low -= low
         self.free_high -= high
-        if low + high < count and self._on_alloc_fail is not None:
-            self._on_alloc_fail(gfp, count, low + high)
+        if self._on_alloc is not None:
+            self._on_alloc(gfp, count, low + high, 0)
         return low, high
 
     def alloc_room(self, gfp: Gfp) -> int:

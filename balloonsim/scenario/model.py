@@ -83,6 +83,42 @@ class Balloon(Model):
     scrub_pages: bool = True
 
 
+class Costs(Model):
+    """Simulated time the balloon driver's work takes; ``costs: none`` makes it all free.
+
+    The total is calibrated on the measured Xen balloon-down speeds of
+    reference/peers.md §6b: a 4 GiB HVM guest ballooning down to 400 MiB in
+    about 79 s (~45 MB/s; Qubes 4.3, QubesOS/qubes-issues #10723) and a PV
+    dom0 at ~48 MiB/s (QubesOS/qubes-issues #1136), i.e. about 83 us per
+    4 KiB page.  How that splits is not measured: the guest-side figures are
+    estimates (a page-allocator fast path, zeroing 4 KiB at memory bandwidth,
+    a hypercall round trip) and Xen's per-page work is the remainder.
+    """
+
+    alloc_page: Nanoseconds = Field("200ns", description="alloc_page(GFP_BALLOON), per page (estimate)")
+    free_page: Nanoseconds = Field("200ns", description="free_reserved_page() of a populated page (estimate)")
+    scrub_page: Nanoseconds = Field("1us", description="zeroing a page when xen_scrub_pages (estimate: ~4 GB/s)")
+    pv_page: Nanoseconds = Field("1us", description="PV only: the p2m and mapping update of each page (estimate)")
+    hypercall: Nanoseconds = Field("10us", description="one XENMEM memory_op, per batch (estimate)")
+    xen_page: Nanoseconds = Field(
+        "82us", description="Xen's work per page released or populated (calibrated: the measured total less the rest)"
+    )
+    cond_resched: Nanoseconds = Field("0s", description="time other tasks run at each cond_resched() between batches")
+    reclaim_page: Nanoseconds = Field("1us", description="direct reclaim of a cache page for the balloon (estimate)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _none(cls, value: Any) -> Any:
+        """``costs: none``: every cost zero, the exact (timeless) model of the core driver."""
+        if value == "none":
+            return dict.fromkeys(cls.model_fields, "0s")
+        return value
+
+    @property
+    def free(self) -> bool:
+        return not any(getattr(self, name) for name in Costs.model_fields)
+
+
 class Domain(Model):
     """One guest: what Xen knows of it, what its toolstack wrote, and its kernel."""
 
@@ -102,6 +138,7 @@ class Domain(Model):
     max_pages: Pages | None = Field(None, description="Xen's max_pages; default: the larger of memory and static-max")
     kernel: Kernel = Field(default_factory=Kernel)
     balloon: Balloon = Field(default_factory=Balloon)
+    costs: Costs = Field(default_factory=Costs)
 
     @property
     def static_max_pages(self) -> int | None:
@@ -235,6 +272,11 @@ class Scenario(Model):
     description: str = ""
     duration: Nanoseconds = Field(description="the run ends at this time")
     seed: int = Field(0, ge=0, description="default seed (the command line may override it)")
+    progress_every: Nanoseconds = Field(
+        "1s",
+        description="during a balloon_process() pass that takes time, a timeline row (cause 'progress') "
+        "at most this often; 0s: after every loop turn",
+    )
     host: Host
     domains: list[Domain] = Field(min_length=1)
     events: list[Event] = []

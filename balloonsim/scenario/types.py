@@ -49,6 +49,7 @@ _pages = _non_negative(lambda v: units.parse_pages(v, bare="error"))
 _page_count = _non_negative(lambda v: units.parse_pages(v, bare="pages"))
 _kib = _non_negative(units.parse_kib)
 _time = _non_negative(units.parse_time_ns)
+_rate = _non_negative(units.parse_rate_pages)
 
 _as_pages = PlainSerializer(_pages_text, return_type=str)
 
@@ -67,3 +68,5 @@ KiBOrAbsent = Annotated[
 ]
 #: A time ("30s", "250ms"), stored as integer nanoseconds.
 Nanoseconds = Annotated[int, BeforeValidator(_time), PlainSerializer(units.format_ns, return_type=str)]
+#: A rate of memory per second ("1GiB/s", "5000 pages/s"), stored as pages per second.
+PagesPerSecond = Annotated[int, BeforeValidator(_rate), PlainSerializer(lambda v: f"{v} pages/s", return_type=str)]
