@@ -62,7 +62,6 @@ class Simulation:
         self.step = 0
         self._cause_work = self.recorder.causes("work")
         self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
-        self._cause_progress = self.recorder.causes("progress")
         self._last_row_ns = [0] * len(scenario.domains)
 
         for i, spec in enumerate(scenario.domains):
@@ -81,7 +80,7 @@ class Simulation:
                 xenstore=self.xenstore,
                 on_work_done=self._work_done,
                 on_trace=self._tracer(i),
-                on_progress=self._progress,
+                on_row=self._guest_row,
                 bulk_iterations=bulk_iterations,
             )
             self.guests.append(guest)
@@ -92,6 +91,8 @@ class Simulation:
         for i, guest in enumerate(self.guests):
             guest.boot()
             self._record(i, self.recorder.causes("init"))
+        for i, guest in enumerate(self.guests):
+            guest.start_workloads(self.seed, i, scenario.duration)
 
     def _tracer(self, index: int) -> Callable[[str, int, int, str], None]:
         def trace(kind: str, pages: int, value: int, message: str) -> None:
@@ -126,7 +127,7 @@ class Simulation:
         return build_result(
             self.recorder,
             [g.hz for g in self.guests],
-            {g.name: vars(g.activity) for g in self.guests},
+            {g.name: g.counters() for g in self.guests},
             self.metadata(wall),
         )
 
@@ -204,13 +205,13 @@ class Simulation:
         return True
 
     def _on_take(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        taken = guest.workload.take(pages)
+        taken = guest.mm.take(pages)
         if taken < pages:
             guest.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
         return True
 
     def _on_give(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        given = guest.workload.give(pages)
+        given = guest.mm.give(pages)
         if given < pages:
             guest.trace("give_short", pages, given, f"the workload held only {given} pages")
         return True
@@ -253,6 +254,7 @@ class Simulation:
     def _work_done(self, guest: GuestKernel) -> None:
         """After a balloon_process() pass: its row, and an event if it did not end DONE."""
         index = self.index[guest.name]
+        guest.after_balloon_pass()
         stats = guest.driver.balloon_stats
         state = guest.driver.state
         if state is not None and state is not BpState.DONE:
@@ -268,11 +270,11 @@ class Simulation:
             guest.trace(state.value, credit, stats.retry_count, message)
         self._record(index, self._cause_work)
 
-    def _progress(self, guest: GuestKernel) -> None:
-        """A row in the middle of a long worker pass, at most every ``progress_every``."""
+    def _guest_row(self, guest: GuestKernel, cause: str, only_if_due: bool) -> None:
+        """A row the guest asks for; ``only_if_due`` (a long pass, kswapd): at most every ``progress_every``."""
         index = self.index[guest.name]
-        if self.env.now - self._last_row_ns[index] >= self.scenario.progress_every:
-            self._record(index, self._cause_progress)
+        if not only_if_due or self.env.now - self._last_row_ns[index] >= self.scenario.progress_every:
+            self._record(index, self.recorder.causes(cause))
 
     def _record(self, index: int, cause: int) -> None:
         """A timeline row for one domain, then the conservation checks of that step."""

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from balloonsim.engine import Simulation
+from balloonsim.kernel.mm import GuestMemory
 from balloonsim.results.result import Result
 from balloonsim.scenario.model import Scenario
 
@@ -54,6 +55,15 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
     for k, v in b.items():
         out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
+
+
+def make_mm(**kw: Any) -> GuestMemory:
+    """A guest's memory of 1000 free lowmem pages, reserves and floors 0 unless told otherwise."""
+    args: dict[str, Any] = dict(
+        free_low=1000, free_high=0, managed=1000, totalreserve_pages=0, wmark_low_total=0, floor_balloon=0, floor_user=0
+    )
+    args.update(kw)
+    return GuestMemory(**args)
 
 
 def run(scenario: Scenario, **kw: Any) -> Result:

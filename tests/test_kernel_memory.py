@@ -6,9 +6,9 @@ import math
 import pytest
 
 from balloonsim.kernel.arch import ARCHES, GiB_PAGES, ZoneSpan, zone_layout
-from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, GuestMemory
+from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Pages
 from balloonsim.kernel.watermarks import compute_reserves, default_min_free_kbytes, mult_frac
-from balloonsim.workload import Workload
+from conftest import make_mm
 
 
 def test_min_free_kbytes_matches_the_kernel_comment_table():
@@ -70,24 +70,16 @@ def test_mult_frac():
     assert mult_frac(7, 3, 2) == 10
 
 
-def make_mm(**kw):
-    args = dict(
-        free_low=1000, free_high=0, managed=1000, totalreserve_pages=0, wmark_low_total=0, floor_balloon=0, floor_user=0
-    )
-    args.update(kw)
-    return GuestMemory(**args)
-
-
 def test_mem_available_is_the_kernel_formula():
     mm = make_mm(free_low=10000, totalreserve_pages=3000, wmark_low_total=500)
     assert mm.si_mem_available() == 7000  # free - totalreserve
-    mm.page_cache = 4000  # half of it (at most wmark_low) is kept
+    mm.page_cache = Pages(4000)  # half of it (at most wmark_low) is kept
     assert mm.si_mem_available() == 7000 + 4000 - 500
-    mm.page_cache = 600
+    mm.page_cache = Pages(600)
     assert mm.si_mem_available() == 7000 + 600 - 300
-    mm.reclaimable = 2000
+    mm.slab = Pages(2000)
     assert mm.si_mem_available() == 7000 + 300 + 1500
-    mm.free_low, mm.page_cache, mm.reclaimable = 100, 0, 0
+    mm.free_low, mm.page_cache, mm.slab = 100, Pages(), Pages()
     assert mm.si_mem_available() == 0  # never negative
     mm.mem_available_fixed = 42
     assert mm.si_mem_available() == 42
@@ -109,12 +101,11 @@ def test_gfp_user_takes_lowmem_only():
     assert mm.alloc_pages(20, GFP_USER) == (5, 0)
 
 
-def test_workload_takes_highmem_first_and_gives_back_the_latest_pages():
+def test_programs_take_highmem_first_and_give_back_the_latest_pages():
     mm = make_mm(free_low=1000, free_high=50)
-    w = Workload(mm)
-    assert w.take(100) == 100  # 50 highmem, then 50 lowmem
+    assert mm.take(100) == 100  # 50 highmem, then 50 lowmem
     assert (mm.free_low, mm.free_high) == (950, 0)
-    assert w.give(60) == 60  # the 50 lowmem pages, then 10 highmem
+    assert mm.give(60) == 60  # the 50 lowmem pages, then 10 highmem
     assert (mm.free_low, mm.free_high) == (1000, 10)
-    assert w.give(100) == 40 and w.pages == 0
-    assert w.take(5000) == 1050  # no more than there is
+    assert mm.give(100) == 40 and mm.programs.pages == 0
+    assert mm.take(5000) == 1050  # no more than there is

@@ -130,7 +130,8 @@ def test_pages_are_conserved_at_every_row(scenario):
         for d in scenario.domains
     }
     unpopulated = tl["domain"].astype(str).map(extra)
-    populated = tl["guest_free"] + tl["anon_pages"] + tl["page_cache"]
+    held = ("kernel_pages", "anon_pages", "page_cache", "slab_reclaimable")
+    populated = tl["guest_free"] + sum(tl[c] for c in held)
     accounted = populated + tl["balloon_low"] + tl["balloon_high"] + tl["backend_pages"] + tl["offline_pages"]
     assert (accounted + unpopulated == tl["present_pages"]).all()
     assert (populated == tl["dom_pages"]).all()  # the guest and Xen agree on populated pages

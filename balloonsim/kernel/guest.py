@@ -16,14 +16,16 @@ from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
 from balloonsim.kernel.balloon import BalloonDriver
 from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
+from balloonsim.kernel.kswapd import Kswapd
 from balloonsim.kernel.mm import Gfp, GuestMemory
+from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import compute_reserves
 from balloonsim.kernel.workqueue import DelayedWork
 from balloonsim.kernel.xen_balloon import XenBalloonFrontend
 from balloonsim.scenario.model import Domain as DomainSpec
-from balloonsim.sim import WORK, Process, Timer, run_now
-from balloonsim.units import Clock
-from balloonsim.workload import Workload
+from balloonsim.sim import EVENT, WORK, Process, Timer, run_now
+from balloonsim.units import Clock, format_pages
+from balloonsim.workload import demand_points, drive, workload_rng
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
 
@@ -32,6 +34,8 @@ DRIVERS = {BalloonDriver.version: BalloonDriver}
 
 #: trace(kind, pages, value, message): one row of the events table
 TraceSink = Callable[[str, int, int, str], None]
+#: row(guest, cause, only_if_due): a timeline row now; only_if_due: unless one was recorded lately
+RowSink = Callable[["GuestKernel", str, bool], None]
 
 
 class GuestKernel:
@@ -45,7 +49,7 @@ class GuestKernel:
         xenstore: XenStore,
         on_work_done: Callable[[GuestKernel], None],
         on_trace: TraceSink,
-        on_progress: Callable[[GuestKernel], None] = lambda guest: None,
+        on_row: RowSink = lambda guest, cause, only_if_due: None,
         bulk_iterations: bool = True,
     ):
         self.env = env
@@ -56,7 +60,7 @@ class GuestKernel:
         self.xenstore = xenstore
         self._on_work_done = on_work_done
         self._on_trace = on_trace
-        self._on_progress = on_progress
+        self._on_row = on_row
         kconf = spec.kernel
 
         base = ARCHES[kconf.arch]
@@ -86,8 +90,12 @@ class GuestKernel:
 
         spans = zone_layout(self.arch, spec.type, spec.memory)
         reserves = compute_reserves(
-            spans, min_free_kbytes=kconf.min_free_kbytes, watermark_scale_factor=kconf.watermark_scale_factor
+            spans,
+            min_free_kbytes=kconf.min_free_kbytes,
+            watermark_scale_factor=kconf.watermark_scale_factor,
+            thp=kconf.thp,
         )
+        self.reserves = reserves
         low_boot, high_boot = self.arch.split_by_zone(0, spec.memory)
 
         def pick(value: int | str, default: int) -> int:
@@ -101,11 +109,23 @@ class GuestKernel:
             wmark_low_total=reserves.wmark_low_total,
             floor_balloon=pick(kconf.floor_balloon, reserves.alloc_floor(highmem_ok=True)),
             floor_user=pick(kconf.floor_user, reserves.alloc_floor(highmem_ok=False)),
+            low_floor=reserves.alloc_floor(highmem_ok=True, mark="low"),
+            high_floor=reserves.alloc_floor(highmem_ok=True, mark="high"),
+            swap=kconf.swap,
             mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
             on_alloc=self._allocated,
         )
-        self.boot_used = sum(self.mm.take(kconf.used_at_boot))
-        self.workload = Workload(self.mm)
+        self.mm.boot_alloc(self.mm.kernel, kconf.used_at_boot)
+        self.mm.boot_alloc(self.mm.slab, kconf.slab_reclaimable)
+        self.tasks = Tasks(self.mm, on_oom_kill=self._oom_killed, on_out_of_memory=self._out_of_memory)
+        self._task_specs = {w.name: w for w in spec.workloads}
+        self.kswapd = Kswapd(
+            env,
+            self.mm,
+            self.tasks,
+            kconf.kswapd_rate,
+            on_step=lambda: self._on_row(self, "kswapd", True),
+        )
         self.hotplug = MemoryHotplug(
             boot_end_pfn=self.max_pfn,
             section_pages=section,
@@ -163,7 +183,7 @@ class GuestKernel:
         self.activity.iterations += 1
         if self.meter.free:
             return ()
-        self._on_progress(self)
+        self._on_row(self, "progress", True)
         ns = self.meter.charge()
         return (Timer(self.env, ns, WORK),) if ns else ()
 
@@ -229,8 +249,47 @@ class GuestKernel:
         self.activity.reclaimed += reclaimed
         if got < wanted:
             self.trace("alloc_failed", wanted, got, gfp.name)
+        self.kswapd.wakeup_kswapd()
 
     # -- what users and programs do ---------------------------------------------------
+
+    def start_workloads(self, seed: int, domain_index: int, until: int) -> None:
+        """One task per workload, its demand applied over time by a process of its own."""
+        for i, spec in enumerate(self.spec.workloads):
+            task = self.tasks.add(spec.name, spec.oom_score_adj)
+            points = demand_points(spec, workload_rng(seed, domain_index, i))
+            self.env.process(drive(self.env, points, until, lambda anon, cache, t=task: self._demand(t, anon, cache)))
+
+    def _demand(self, task: Task, anon: int, cache: int) -> None:
+        self.tasks.set_demand(task, anon, cache)
+        self._settle("workload")
+
+    def _settle(self, cause: str) -> None:
+        """The tasks fault in what they demand; kswapd wakes if that left memory short; a row."""
+        self.tasks.settle()
+        self.kswapd.wakeup_kswapd()
+        self._on_row(self, cause, False)
+
+    def after_balloon_pass(self) -> None:
+        """Memory the balloon gave back may meet demand that was waiting for it."""
+        if self.tasks.unmet_demand():
+            self.tasks.settle()
+            self.kswapd.wakeup_kswapd()
+
+    def _oom_killed(self, victim: Task, freed: int) -> None:
+        message = f"killed {victim.name}, freeing {format_pages(freed)}"
+        self.trace("oom_kill", freed, self.tasks.oom_kills, message)
+        restart = self._task_specs[victim.name].restart_after
+        if restart is not None:
+            Timer(self.env, restart, EVENT).callbacks.append(lambda _: self._restart(victim))
+
+    def _restart(self, task: Task) -> None:
+        self.tasks.revive(task)
+        self.trace("restart", task.demand_anon, -1, f"{task.name} started again")
+        self._settle("restart")
+
+    def _out_of_memory(self, task: Task, short: int) -> None:
+        self.trace("out_of_memory", short, -1, f"{task.name} is short of memory and no task can be killed")
 
     def sysctl_write(self, path: str, text: str) -> int:
         handler = self._sysctl.get(path)
@@ -274,8 +333,12 @@ class GuestKernel:
 
     # -- what the timeline reads -------------------------------------------------------
 
+    def counters(self) -> dict[str, int]:
+        """For the summary: the balloon's activity, kswapd's work and the low watermark."""
+        return {**vars(self.activity), "kswapd_reclaimed": self.kswapd.reclaimed, "wmark_low_pages": self.mm.low_floor}
+
     def used_pages(self) -> int:
-        return self.boot_used + self.workload.pages
+        return self.mm.used_pages() + self.tasks.anon_pages
 
     def present_pages(self) -> int:
         return self.max_pfn + self.hotplug.added_pages
@@ -290,12 +353,7 @@ class GuestKernel:
         ballooned = stats.balloon_low + stats.balloon_high
         unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
         accounted = populated + ballooned + lent + offline + unpopulated_extra
-        if (
-            accounted == self.present_pages()
-            and populated == self.domain.tot_pages
-            and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
-        ):
-            return None
+        swapped = sum(t.swapped for t in self.tasks.tasks)
         counts = {
             "free_low": mm.free_low,
             "free_high": mm.free_high,
@@ -303,15 +361,22 @@ class GuestKernel:
             "balloon_high": stats.balloon_high,
             "lent": lent,
             "offline": offline,
-            "workload": self.workload.pages,
+            "programs": mm.programs.pages,
+            "page_cache": mm.page_cache.total,
+            "slab": mm.slab.total,
+            "swap_used": mm.swap_used,
         }
         negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
         if negative:
             return f"negative page counts: {', '.join(negative)}"
         if populated != self.domain.tot_pages:
             return f"the guest has {populated} populated pages but Xen counts tot_pages {self.domain.tot_pages}"
-        return (
-            f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "
-            f"{ballooned} + lent {lent} + offline {offline} + unpopulated extra {unpopulated_extra} = "
-            f"{accounted}, but the guest has {self.present_pages()} pages"
-        )
+        if accounted != self.present_pages():
+            return (
+                f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "
+                f"{ballooned} + lent {lent} + offline {offline} + unpopulated extra {unpopulated_extra} = "
+                f"{accounted}, but the guest has {self.present_pages()} pages"
+            )
+        if swapped != mm.swap_used or mm.swap_used > mm.swap_total:
+            return f"swap: tasks hold {swapped} entries, {mm.swap_used} in use of {mm.swap_total}"
+        return None

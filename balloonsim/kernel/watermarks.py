@@ -1,6 +1,7 @@
 """The page allocator's reserves, computed the way mm/page_alloc.c (v5.12) does at boot.
 
-``init_per_zone_wmark_min`` derives ``min_free_kbytes`` from lowmem,
+``init_per_zone_wmark_min`` derives ``min_free_kbytes`` from lowmem (and
+with transparent hugepages khugepaged raises it, ``set_recommended_min_free_kbytes``),
 ``__setup_per_zone_wmarks`` splits it into per-zone min/low/high watermarks,
 ``setup_per_zone_lowmem_reserve`` protects lower zones from allocations that
 could use higher ones, and ``calculate_totalreserve_pages`` adds it all up.
@@ -16,6 +17,8 @@ from dataclasses import dataclass
 from balloonsim.kernel.arch import ZoneSpan
 
 SWAP_CLUSTER_MAX = 32
+PAGEBLOCK_PAGES = 512  # pageblock_nr_pages: 2 MiB (HPAGE_PMD_ORDER 9)
+MIGRATE_PCPTYPES = 3
 MIN_FREE_KBYTES_FLOOR = 128
 MIN_FREE_KBYTES_CEILING = 262144  # 5.x/6.x bound (kernel-facts §5)
 # sysctl_lowmem_reserve_ratio defaults by zone (HighMem and Movable: 0, no reserve)
@@ -44,20 +47,22 @@ class Reserves:
         """Σ low watermarks: the ``wmark_low`` of ``si_mem_available()``."""
         return sum(z.wmark_low for z in self.zones)
 
-    def alloc_floor(self, highmem_ok: bool) -> int:
-        """Free pages an order-0 allocation cannot go below.
+    def alloc_floor(self, highmem_ok: bool, mark: str = "min") -> int:
+        """Free pages an order-0 allocation cannot go below (at the given watermark).
 
         An allocation may use the highest zone its gfp allows (the classzone)
-        and every zone under it; each zone keeps its min watermark plus its
-        ``lowmem_reserve`` against the classzone (``zone_watermark_ok`` on the
-        slow path, which __GFP_NORETRY allocations reach without retrying).
+        and every zone under it; each zone keeps its watermark plus its
+        ``lowmem_reserve`` against the classzone (``zone_watermark_ok``: the
+        fast path checks the low marks, the slow path, which __GFP_NORETRY
+        allocations reach without retrying, the min ones; kswapd works from
+        the low marks up to the high ones).
         """
         usable = [i for i, z in enumerate(self.zones) if z.managed and (highmem_ok or not z.highmem)]
         if not usable:
             return 0
         classzone = usable[-1]
         return sum(
-            min(z.managed, z.wmark_min + z.lowmem_reserve[classzone])
+            min(z.managed, getattr(z, f"wmark_{mark}") + z.lowmem_reserve[classzone])
             for z in self.zones[: classzone + 1]
             if not z.highmem or highmem_ok
         )
@@ -79,11 +84,35 @@ def default_min_free_kbytes(spans: list[ZoneSpan]) -> int:
     return min(max(value, MIN_FREE_KBYTES_FLOOR), MIN_FREE_KBYTES_CEILING)
 
 
+def recommended_min_free_kbytes(reserves: Reserves) -> int:
+    """khugepaged's set_recommended_min_free_kbytes(): 11 pageblocks per populated zone up to
+    ZONE_NORMAL (2 free for fragmentation avoidance, 3 x 3 for the migrate types), at most
+    5 % of nr_free_buffer_pages()."""
+    zones = [z for z in reserves.zones if z.managed and not z.highmem]
+    recommended = PAGEBLOCK_PAGES * len(zones) * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
+    free_buffer_pages = sum(max(0, z.managed - z.wmark_high) for z in zones)
+    return min(recommended, free_buffer_pages // 20) * 4
+
+
 def compute_reserves(
-    spans: list[ZoneSpan], *, min_free_kbytes: int | None = None, watermark_scale_factor: int = 10
+    spans: list[ZoneSpan],
+    *,
+    min_free_kbytes: int | None = None,
+    watermark_scale_factor: int = 10,
+    thp: bool = False,
 ) -> Reserves:
+    """The reserves at boot; with ``thp``, after khugepaged has raised min_free_kbytes."""
     if min_free_kbytes is None:
         min_free_kbytes = default_min_free_kbytes(spans)
+    reserves = _setup_reserves(spans, min_free_kbytes, watermark_scale_factor)
+    if thp:
+        recommended = recommended_min_free_kbytes(reserves)
+        if recommended > min_free_kbytes:
+            reserves = _setup_reserves(spans, recommended, watermark_scale_factor)
+    return reserves
+
+
+def _setup_reserves(spans: list[ZoneSpan], min_free_kbytes: int, watermark_scale_factor: int) -> Reserves:
     pages_min = min_free_kbytes >> 2
     lowmem_pages = sum(s.managed for s in spans if not s.highmem) or 1
 

@@ -40,12 +40,17 @@ TIMELINE_FIELDS = (
     "guest_free",
     "mem_available",
     "mem_total",
+    "kernel_pages",
     "anon_pages",
     "page_cache",
+    "slab_reclaimable",
+    "swap_pages",
+    "demand_pages",
+    "unmet_demand",
+    "oom_count",
     "backend_pages",
     "offline_pages",
     "present_pages",
-    "oom_count",
 )
 HOST_FIELDS = ("time_ns", "domain", "cause", "host_free", "domain_pages", "other_pages")
 EVENT_FIELDS = ("time_ns", "domain", "kind", "pages", "value")
@@ -86,6 +91,7 @@ class Recorder:
         stats = guest.driver.balloon_stats
         pending, expiry = guest.driver.worker_schedule()
         mm = guest.mm
+        tasks = guest.tasks
         self.timeline.extend(
             (
                 now,
@@ -108,12 +114,17 @@ class Recorder:
                 mm.free_low + mm.free_high,
                 mm.si_mem_available(),
                 mm.managed_pages,
-                guest.used_pages(),
-                mm.page_cache,
+                mm.kernel.total,
+                mm.programs.pages + tasks.anon_pages,
+                mm.page_cache.total,
+                mm.slab.total,
+                mm.swap_used,
+                tasks.demand_pages(),
+                tasks.unmet_demand(),
+                tasks.oom_kills,
                 guest.driver.backend_pages,
                 guest.hotplug.offline_pages,
                 guest.present_pages(),
-                0,  # OOM kills: no OOM killer in the core model
             )
         )
         self.host.extend((now, index, cause, host.free_pages, host.domain_pages, host.other_pages))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.units import NS_PER_S
+from balloonsim.units import NS_PER_S, PAGE_SIZE
 
 
 def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
@@ -59,6 +59,18 @@ def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+def row_durations(timeline: pd.DataFrame) -> np.ndarray:
+    """How long each row's state held: until the same domain's next row (0 for its last row)."""
+    dom = timeline["domain"].cat.codes.to_numpy()
+    order = np.lexsort((np.arange(len(dom)), dom))  # by domain, keeping time order
+    t = timeline["time_ns"].to_numpy()[order]
+    same_next = np.r_[dom[order][1:] == dom[order][:-1], False]
+    held = np.where(same_next, np.r_[t[1:], 0] - t, 0)
+    out = np.empty_like(held)
+    out[order] = held
+    return out
+
+
 def domain_summary(
     timeline: pd.DataFrame, events: pd.DataFrame, targets: pd.DataFrame, activity: dict[str, dict[str, int]]
 ) -> pd.DataFrame:
@@ -77,6 +89,19 @@ def domain_summary(
 
     def act(name: str) -> list[int]:
         return [activity.get(str(d), {}).get(name, 0) for d in domains]
+
+    held_s = row_durations(timeline) / NS_PER_S
+    low_mark = timeline["domain"].astype(str).map(dict(zip(map(str, domains), act("wmark_low_pages"), strict=True)))
+
+    def seconds_when(mask: pd.Series | np.ndarray) -> pd.Series:
+        return pd.Series(np.where(mask, held_s, 0.0)).groupby(timeline["domain"].to_numpy(), observed=False).sum()
+
+    backoff = (timeline["state"] == "EAGAIN") & timeline["work_pending"]
+    unmet_mib_s = (
+        pd.Series(timeline["unmet_demand"].to_numpy() * held_s * PAGE_SIZE / (1 << 20))
+        .groupby(timeline["domain"].to_numpy(), observed=False)
+        .sum()
+    )
 
     return pd.DataFrame(
         {
@@ -104,7 +129,15 @@ def domain_summary(
             .fillna(1)
             .astype("int64")
             .to_numpy(),
+            "backoff_s": seconds_when(backoff).reindex(domains).to_numpy(),
             "min_mem_available": by_domain["mem_available"].min().reindex(domains).to_numpy(),
+            "below_low_watermark_s": seconds_when(timeline["guest_free"] < low_mark).reindex(domains).to_numpy(),
+            "oom_kills": by_domain["oom_count"].max().reindex(domains).to_numpy(),
+            "max_unmet_demand": by_domain["unmet_demand"].max().reindex(domains).to_numpy(),
+            "unmet_demand_mib_s": unmet_mib_s.reindex(domains).to_numpy(),
+            "max_swap_pages": by_domain["swap_pages"].max().reindex(domains).to_numpy(),
+            "balloon_reclaimed": act("reclaimed"),
+            "kswapd_reclaimed": act("kswapd_reclaimed"),
             "alloc_failures": kind("alloc_failed").to_numpy(),
             "populate_short": (kind("populate_partial") + kind("populate_refused")).to_numpy(),
         }

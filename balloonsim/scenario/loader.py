@@ -32,11 +32,13 @@ def load_scenario(path: str | Path) -> Scenario:
         text = path.read_text()
     except OSError as err:
         raise ScenarioError([f"{path}: cannot read: {err.strerror}"]) from None
-    return parse_scenario(text, str(path), default_name=slug(path.stem))
+    return parse_scenario(text, str(path), default_name=slug(path.stem), base_dir=path.parent)
 
 
-def parse_scenario(text: str, filename: str = "<scenario>", *, default_name: str = "scenario") -> Scenario:
-    """Validate scenario text (YAML); ``filename`` only labels the messages."""
+def parse_scenario(
+    text: str, filename: str = "<scenario>", *, default_name: str = "scenario", base_dir: Path | None = None
+) -> Scenario:
+    """Validate scenario text (YAML); ``filename`` labels the messages, ``base_dir`` anchors relative files."""
     try:
         doc = YAML(typ="rt", pure=True).load(text)
     except MarkedYAMLError as err:
@@ -57,7 +59,7 @@ def parse_scenario(text: str, filename: str = "<scenario>", *, default_name: str
 
     scenario = None
     try:
-        scenario = Scenario.model_validate(_plain(doc))
+        scenario = Scenario.model_validate(_plain(doc), context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as err:
         for e in err.errors(include_url=False):
             loc = data_loc(doc, e["loc"])

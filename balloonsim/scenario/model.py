@@ -9,19 +9,25 @@ frozen: a scenario is a value, and a changed knob makes a new scenario
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from balloonsim.kernel.arch import ARCHES
-from balloonsim.scenario.types import KiB, KiBOrAbsent, Nanoseconds, PageCount, PageCountOrAuto, Pages, PagesOrAbsent
-
-NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
-
-
-class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
+from balloonsim.scenario.types import (
+    KiB,
+    KiBOrAbsent,
+    Nanoseconds,
+    PageCount,
+    PageCountOrAuto,
+    Pages,
+    PagesOrAbsent,
+    PagesPerSecond,
+)
+from balloonsim.scenario.workloads import Workload
 
 
 class Host(Model):
@@ -60,11 +66,19 @@ class Kernel(Model):
     )
     min_free_kbytes: int | None = Field(None, ge=0, description="default: int_sqrt(lowmem_kbytes * 16), clamped")
     watermark_scale_factor: int = Field(10, ge=1, le=1000)
+    thp: bool = Field(
+        False, description="transparent hugepages: khugepaged raises min_free_kbytes to 11 pageblocks per zone"
+    )
     totalreserve_pages: PageCountOrAuto = "auto"
     mem_available: PageCountOrAuto = Field("auto", description="fixed si_mem_available() value, or auto")
     floor_balloon: PageCountOrAuto = Field("auto", description="free pages a GFP_BALLOON allocation cannot go below")
     floor_user: PageCountOrAuto = Field("auto", description="free pages a GFP_USER allocation cannot go below")
-    used_at_boot: Pages = Field(0, description="pages the kernel and programs hold from boot on")
+    used_at_boot: Pages = Field(0, description="the kernel's own memory from boot on (never freed)")
+    slab_reclaimable: Pages = Field(0, description="reclaimable slab (dentries, inodes) at boot")
+    swap: Pages = Field(0, description="swap space; without it anonymous memory cannot be reclaimed")
+    kswapd_rate: PagesPerSecond = Field(
+        "1GiB/s", description="how fast kswapd reclaims (estimate: clean page cache, memory-bound)"
+    )
 
     @model_validator(mode="after")
     def _lowmem_only_for_32_bit(self) -> Kernel:
@@ -139,6 +153,16 @@ class Domain(Model):
     kernel: Kernel = Field(default_factory=Kernel)
     balloon: Balloon = Field(default_factory=Balloon)
     costs: Costs = Field(default_factory=Costs)
+    workloads: list[Workload] = Field([], description="the guest's tasks and their memory demand over time")
+
+    @field_validator("workloads")
+    @classmethod
+    def _unique_workload_names(cls, workloads: list[Workload]) -> list[Workload]:
+        names = [w.name for w in workloads]
+        doubled = sorted({n for n in names if names.count(n) > 1})
+        if doubled:
+            raise ValueError(f"workload names must differ within a domain: {', '.join(doubled)}")
+        return workloads
 
     @property
     def static_max_pages(self) -> int | None:
@@ -242,16 +266,12 @@ class Event(Model):
 
     @model_validator(mode="after")
     def _one_action(self) -> Event:
-        actions = [k for k in ACTIONS if getattr(self, k) is not None]
-        if len(actions) != 1:
-            names = ", ".join(ACTIONS)
-            found = f"found {', '.join(sorted(actions))}" if actions else "found none"
-            raise ValueError(f"an event has exactly one action ({found}); actions: {names}")
+        the_one_set(self, ACTIONS, "an event", "action")
         return self
 
     @property
     def action(self) -> str:
-        return next(k for k in ACTIONS if getattr(self, k) is not None)
+        return the_one_set(self, ACTIONS, "an event", "action")
 
     @property
     def cause(self) -> str:
@@ -282,8 +302,16 @@ class Scenario(Model):
     events: list[Event] = []
 
     def digest(self) -> str:
-        """A stable hash of the validated scenario (stored with every result)."""
-        text = self.model_dump_json(exclude_unset=False, round_trip=True)
+        """A stable hash of the validated scenario (stored with every result).
+
+        A replayed trace counts by its content, not by where its file is.
+        """
+        data = self.model_dump(mode="json", round_trip=True)
+        for domain, spec in zip(data["domains"], self.domains, strict=True):
+            for workload, wspec in zip(domain["workloads"], spec.workloads, strict=True):
+                if wspec.replay is not None:
+                    workload["replay"]["file"] = hashlib.sha256(repr(wspec.replay.trace).encode()).hexdigest()
+        text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
     def domain(self, name: str) -> Domain:

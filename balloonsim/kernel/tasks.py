@@ -1,0 +1,181 @@
+"""The workloads' tasks as the guest kernel sees them: their pages, page faults, swap, OOM kills.
+
+A task demands anonymous memory and page cache (its workload says how much,
+over time).  ``settle()`` brings every live task towards its demand, as the
+kernel's fault and read paths would:
+
+* anonymous memory that is no longer wanted is freed (swap entries first);
+* new anonymous pages are faulted in (``GFP_HIGHUSER_MOVABLE``): free pages
+  down to the floor, then direct reclaim of page cache and slab, then swap
+  (when configured), then the OOM killer; a killed task loses all its
+  memory, and if the faulting task is the one killed its demand goes unmet;
+* swapped-out pages come back when free memory is above the high floor
+  (a fault on each of them, at a time the model does not resolve);
+* page cache grows towards the tasks' cache demand with free pages down to
+  the low floor only: a read evicts old cache rather than pressing for
+  memory, so cache that does not fit is unmet demand.  Cache no longer
+  demanded stays until reclaim takes it, as clean cache does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from balloonsim.kernel.mm import GFP_HIGHUSER_MOVABLE, GuestMemory, Pages
+from balloonsim.kernel.oom import select_bad_process
+
+
+@dataclass
+class Task:
+    name: str
+    oom_score_adj: int = 0
+    anon: Pages = field(default_factory=Pages)  # resident anonymous pages
+    swapped: int = 0  # anonymous pages in swap
+    demand_anon: int = 0
+    demand_cache: int = 0
+    killed: bool = False
+
+    @property
+    def unmet_anon(self) -> int:
+        return max(0, self.demand_anon - self.anon.total - self.swapped)
+
+
+class Tasks:
+    def __init__(
+        self,
+        mm: GuestMemory,
+        *,
+        on_oom_kill: Callable[[Task, int], None],
+        on_out_of_memory: Callable[[Task, int], None],
+    ):
+        self.mm = mm
+        self.tasks: list[Task] = []
+        self.oom_kills = 0
+        self._on_oom_kill = on_oom_kill  # (victim, pages freed)
+        self._on_out_of_memory = on_out_of_memory  # (faulting task, pages it could not get): nothing to kill
+
+    def add(self, name: str, oom_score_adj: int = 0) -> Task:
+        task = Task(name, oom_score_adj)
+        self.tasks.append(task)
+        return task
+
+    # -- what the timeline reads ---------------------------------------------------------
+
+    @property
+    def anon_pages(self) -> int:
+        return sum(t.anon.total for t in self.tasks)
+
+    @property
+    def swapped_pages(self) -> int:
+        return self.mm.swap_used
+
+    def demand_pages(self) -> int:
+        """What the workloads ask for, anonymous memory and page cache (a killed task's too)."""
+        return sum(t.demand_anon + t.demand_cache for t in self.tasks)
+
+    def unmet_demand(self) -> int:
+        """Demand not held: anonymous pages neither resident nor swapped, page cache not resident.
+
+        A killed task's demand is unmet until it is started again.
+        """
+        anon = sum(t.unmet_anon for t in self.tasks)
+        return anon + max(0, sum(t.demand_cache for t in self.tasks) - self.mm.page_cache.total)
+
+    def cache_demand(self) -> int:
+        """The page cache the live tasks read."""
+        return sum(t.demand_cache for t in self.tasks if not t.killed)
+
+    # -- demand ----------------------------------------------------------------------------
+
+    def set_demand(self, task: Task, anon: int, cache: int) -> None:
+        task.demand_anon = anon
+        task.demand_cache = cache
+
+    def revive(self, task: Task) -> None:
+        """A killed task is started again (its demand is faulted in at the next settle)."""
+        task.killed = False
+
+    def settle(self) -> None:
+        for task in self.tasks:
+            if not task.killed:
+                self._shrink_to_demand(task)
+        for task in self.tasks:
+            if not task.killed:
+                self._swap_in(task)
+                self._fault(task, task.unmet_anon)
+        self._fill_cache()
+
+    def _shrink_to_demand(self, task: Task) -> None:
+        excess = task.anon.total + task.swapped - task.demand_anon
+        if excess <= 0:
+            return
+        dropped = min(excess, task.swapped)
+        task.swapped -= dropped
+        self.mm.swap_used -= dropped
+        self._free_anon(task, excess - dropped)
+
+    def _free_anon(self, task: Task, count: int) -> None:
+        low, high = task.anon.remove(count)
+        self.mm.free_low += low
+        self.mm.free_high += high
+
+    def _take(self, task: Task, count: int) -> int:
+        room = self.mm.alloc_room(GFP_HIGHUSER_MOVABLE)
+        low, high = self.mm.take_free(min(count, room), GFP_HIGHUSER_MOVABLE)
+        task.anon.add(low, high)
+        return low + high
+
+    def _fault(self, task: Task, count: int) -> None:
+        """Fault in ``count`` new anonymous pages: free, reclaim, swap, then the OOM killer."""
+        while count > 0:
+            count -= self._take(task, count)
+            if not count or self.mm.shrink_caches(count) or self.swap_out(count):
+                continue
+            victim = select_bad_process(self.tasks, self.mm.managed_pages + self.mm.swap_total)
+            if victim is None:
+                self._on_out_of_memory(task, count)
+                return
+            self._kill(victim)
+            if victim is task:
+                return
+
+    def swap_out(self, count: int) -> int:
+        """Move up to ``count`` anonymous pages to swap, from the task with the most resident; the pages freed."""
+        freed = 0
+        while freed < count and self.mm.swap_used < self.mm.swap_total:
+            holder = max(self.tasks, key=lambda t: t.anon.total, default=None)
+            if holder is None or not holder.anon.total:
+                break
+            n = min(count - freed, self.mm.swap_total - self.mm.swap_used, holder.anon.total)
+            self._free_anon(holder, n)
+            holder.swapped += n
+            self.mm.swap_used += n
+            freed += n
+        return freed
+
+    def _swap_in(self, task: Task) -> None:
+        room = max(0, self.mm.free_pages - self.mm.high_floor)
+        n = min(task.swapped, room, max(0, task.demand_anon - task.anon.total))
+        if n:
+            task.swapped -= n
+            self.mm.swap_used -= n
+            low, high = self.mm.take_free(n, GFP_HIGHUSER_MOVABLE)
+            task.anon.add(low, high)
+
+    def _kill(self, victim: Task) -> None:
+        freed = victim.anon.total + victim.swapped
+        self._free_anon(victim, victim.anon.total)
+        self.mm.swap_used -= victim.swapped
+        victim.swapped = 0
+        victim.killed = True
+        self.oom_kills += 1
+        self._on_oom_kill(victim, freed)
+
+    def _fill_cache(self) -> None:
+        want = self.cache_demand() - self.mm.page_cache.total
+        room = max(0, self.mm.free_pages - max(self.mm.low_floor, self.mm.floor[GFP_HIGHUSER_MOVABLE]))
+        n = min(want, room)
+        if n > 0:
+            low, high = self.mm.take_free(n, GFP_HIGHUSER_MOVABLE)
+            self.mm.page_cache.add(low, high)

@@ -1,0 +1,18 @@
+"""What every scenario model shares: strict, frozen pydantic models, the name pattern, one-of choices."""
+
+from pydantic import BaseModel, ConfigDict
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+def the_one_set(model: BaseModel, names: tuple[str, ...], owner: str, noun: str) -> str:
+    """The one of ``names`` that ``model`` sets; a ValueError naming them when not exactly one is."""
+    found = [k for k in names if getattr(model, k) is not None]
+    if len(found) != 1:
+        which = f"found {', '.join(sorted(found))}" if found else "found none"
+        raise ValueError(f"{owner} has exactly one {noun} ({which}); {noun}s: {', '.join(names)}")
+    return found[0]

@@ -1,0 +1,151 @@
+"""The workload schema: what a guest's programs demand over time, one kind per workload.
+
+Each workload is one task in the guest (one OOM-killer candidate) demanding
+anonymous memory and page cache.  A domain may list several; their demands
+add up.  Sizes are memory sizes ("512MiB"), times durations from the start
+of the run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+
+from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
+from balloonsim.scenario.types import Nanoseconds, Pages
+from balloonsim.traces import Trace, TraceError, read_trace
+
+#: [from, to] or [low, high]
+Span = tuple[Pages, Pages]
+
+
+class Constant(Model):
+    """The same demand from the start."""
+
+    anon: Pages = 0
+    cache: Pages = 0
+
+
+class Step(Model):
+    """The demand from ``at`` on; a size left out keeps its previous value."""
+
+    at: Nanoseconds
+    anon: Pages | None = None
+    cache: Pages | None = None
+
+
+class Ramp(Model):
+    """A linear change from one demand to another, in steps; before it the first, after it the second."""
+
+    start: Nanoseconds = 0
+    duration: Nanoseconds = Field(gt=0)
+    anon: Span = (0, 0)
+    cache: Span = (0, 0)
+    step: Nanoseconds = Field("1s", gt=0, description="how often the demand changes during the ramp")
+
+
+class Periodic(Model):
+    """A demand swinging between two levels, as a square wave (``duty`` of the period high) or a sine."""
+
+    period: Nanoseconds = Field(gt=0)
+    anon: Span = (0, 0)
+    cache: Span = (0, 0)
+    shape: Literal["square", "sine"] = "square"
+    duty: float = Field(0.5, gt=0, lt=1, description="square: the fraction of each period at the high level")
+    step: Nanoseconds | None = Field(None, gt=0, description="sine: sampling interval; default period/16")
+    start: Nanoseconds = 0
+
+
+class Bursts(Model):
+    """Random bursts: arrivals with exponential gaps, uniform sizes, exponential lengths; overlaps add up.
+
+    Every random choice comes from this workload's own numpy Generator,
+    spawned from the run's seed, so a different seed changes random
+    workloads only.
+    """
+
+    every: Nanoseconds = Field(gt=0, description="mean time between burst starts")
+    length: Nanoseconds = Field(gt=0, description="mean burst length")
+    anon: Span = (0, 0)
+    cache: Span = (0, 0)
+    start: Nanoseconds = 0
+
+
+class Replay(Model):
+    """A recorded trace (CSV): a time column in seconds and size columns, held between samples.
+
+    A relative ``file`` is found next to the scenario file (and stored as an
+    absolute path, so a changed copy of the scenario finds it too).
+    """
+
+    file: str
+    time: str = Field("time_s", description="column of times in seconds")
+    anon: str | None = Field("anon_kb", description="column of anonymous memory (/proc/meminfo AnonPages)")
+    cache: str | None = Field("cache_kb", description="column of page cache (/proc/meminfo Cached)")
+    unit: Literal["KiB", "bytes", "pages"] = "KiB"
+    scale: float = Field(1.0, ge=0, description="multiply every size")
+    loop: bool = Field(False, description="start over one sample interval after the last sample")
+    _trace: Trace | None = PrivateAttr(None)
+
+    @field_validator("file")
+    @classmethod
+    def _resolve(cls, file: str, info: ValidationInfo) -> str:
+        base = Path((info.context or {}).get("base_dir", "."))
+        return str((base / file).resolve())
+
+    @model_validator(mode="after")
+    def _read(self) -> Replay:
+        try:
+            self._trace = read_trace(Path(self.file), time=self.time, anon=self.anon, cache=self.cache, unit=self.unit)
+        except TraceError as err:
+            raise ValueError(" / ".join(err.problems)) from None
+        return self
+
+    @property
+    def trace(self) -> Trace:
+        assert self._trace is not None
+        return self._trace
+
+
+KINDS = ("constant", "steps", "ramp", "periodic", "bursts", "replay")
+
+
+class Workload(Model):
+    """One task and its demand: a name and exactly one of the kinds."""
+
+    name: str = Field(pattern=NAME_PATTERN)
+    oom_score_adj: int = Field(
+        0, ge=-1000, le=1000, description="the OOM killer's bias: 1000 makes it the first victim, -1000 never"
+    )
+    restart_after: Nanoseconds | None = Field(
+        None, description="after an OOM kill, the task starts again after this long; default: never"
+    )
+    constant: Constant | None = None
+    steps: list[Step] | None = None
+    ramp: Ramp | None = None
+    periodic: Periodic | None = None
+    bursts: Bursts | None = None
+    replay: Replay | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Workload:
+        the_one_set(self, KINDS, "a workload", "kind")
+        return self
+
+    @field_validator("steps")
+    @classmethod
+    def _steps_in_order(cls, steps: list[Step] | None) -> list[Step] | None:
+        for before, after in zip(steps or [], (steps or [])[1:], strict=False):
+            if after.at < before.at:
+                raise ValueError("list steps in time order")
+        return steps
+
+    @property
+    def kind(self) -> str:
+        return the_one_set(self, KINDS, "a workload", "kind")
+
+    @property
+    def spec(self) -> Any:
+        return getattr(self, self.kind)
