@@ -46,6 +46,21 @@ def domains(draw, name):
         kernel[key] = draw(st.sampled_from(["auto", 0, 100, 3000]))
     if arch in ("x86_32", "arm32"):
         kernel["lowmem"] = f"{draw(st.integers(1, memory))} pages"
+    kernel["swap"] = f"{draw(st.sampled_from([0, 0, memory // 4]))} pages"
+    kernel["slab_reclaimable"] = f"{draw(st.sampled_from([0, 0, memory // 20]))} pages"
+    workloads = draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    {"constant": {"anon": f"{memory // 8} pages", "cache": f"{memory // 3} pages"}},
+                    {"steps": [{"at": "1s", "anon": f"{memory // 2} pages"}, {"at": "20s", "anon": "0"}]},
+                    {"bursts": {"every": "3s", "length": "2s", "anon": ["0", f"{memory // 3} pages"]}},
+                    {"periodic": {"period": "10s", "cache": ["0", f"{memory // 2} pages"], "shape": "sine"}},
+                ]
+            ),
+            max_size=3,
+        )
+    )
     kind = draw(st.sampled_from(["hvm", "hvm", "pv"]))
     return {
         "name": name,
@@ -55,6 +70,11 @@ def domains(draw, name):
         "initial_target": draw(st.sampled_from(["absent", f"{memory * 4}KiB", f"{memory * 3}KiB"])),
         "max_pages": f"{memory * draw(st.sampled_from([1, 2]))} pages",
         "kernel": kernel,
+        "costs": draw(st.sampled_from(["none", "none", {}, {"xen_page": "1us", "cond_resched": "1ms"}])),
+        "workloads": [
+            {"name": f"w{i}", "oom_score_adj": draw(st.sampled_from([0, 500, -1000])), **w}
+            for i, w in enumerate(workloads)
+        ],
         "balloon": {
             "max_retry_count": draw(st.sampled_from([0, 1, 4])),
             "max_schedule_delay": draw(st.sampled_from([2, 32])),
@@ -138,6 +158,12 @@ def test_pages_are_conserved_at_every_row(scenario):
     assert (tl["current_pages"] == tl["dom_pages"]).all()
     for col in ("guest_free", "balloon_low", "balloon_high", "backend_pages", "offline_pages", "host_free"):
         assert (tl[col] >= 0).all(), col
+    for col in ("page_cache", "slab_reclaimable", "swap_pages", "unmet_demand"):
+        assert (tl[col] >= 0).all(), col
+    swap = tl["domain"].astype(str).map({d.name: d.kernel.swap for d in scenario.domains})
+    assert (tl["swap_pages"] <= swap).all()
+    assert (tl["unmet_demand"] <= tl["demand_pages"]).all()
+    assert tl.groupby("domain", observed=True)["oom_count"].apply(lambda c: c.is_monotonic_increasing).all()
     host = result.host
     total = host["host_free"] + host["domain_pages"] + host["other_pages"]
     assert total.nunique() == 1  # host free + Σ tot_pages (+ other consumers) is constant

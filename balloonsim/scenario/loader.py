@@ -23,6 +23,8 @@ from balloonsim.errors import ScenarioError
 from balloonsim.scenario.model import HOST_ACTIONS, Event, Scenario, slug
 
 Loc = tuple[str | int, ...]
+#: top-level keys that hold YAML anchors for reuse (``x-guest: &guest {...}``), not scenario fields
+EXTENSION_PREFIX = "x-"
 
 
 def load_scenario(path: str | Path) -> Scenario:
@@ -59,7 +61,8 @@ def parse_scenario(
 
     scenario = None
     try:
-        scenario = Scenario.model_validate(_plain(doc), context={"base_dir": base_dir or Path.cwd()})
+        data = {k: v for k, v in _plain(doc).items() if not k.startswith(EXTENSION_PREFIX)}
+        scenario = Scenario.model_validate(data, context={"base_dir": base_dir or Path.cwd()})
     except ValidationError as err:
         for e in err.errors(include_url=False):
             loc = data_loc(doc, e["loc"])
