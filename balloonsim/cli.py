@@ -150,24 +150,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+#: domains listed by render_summary before it refers to summary.parquet
+SUMMARY_ROWS = 24
+
+
 def render_summary(result: Result) -> str:
-    """A short text table: where each domain ended and what it took."""
+    """A short text table: where each domain ended, what it took and what it cost the guest."""
     m = result.metadata
     lines = [
         f"{m.get('scenario')}: {m.get('domains')} domain(s), {m.get('duration_ns', 0) / 1e9:g} s simulated, "
         f"{m.get('timeline_rows')} timeline rows, {m.get('wall_s')} s wall (seed {m.get('seed')})",
         "",
         f"{'domain':<14}{'current':>11}{'target':>11}  {'state':<10}{'reached':<9}{'after':>9}"
-        f"{'passes':>8}{'EAGAIN':>8}{'cancel':>8}",
+        f"{'backoff':>9}{'cancel':>7}{'OOM':>5}{'min avail':>11}{'max unmet':>11}",
     ]
-    for r in result.summary.itertuples(index=False):
+    summary = result.summary
+    for r in summary.head(SUMMARY_ROWS).itertuples(index=False):
         took = r.time_to_final_target_s
         after = f"{took:.3g}s" if r.target_reached and not math.isnan(took) else "-"
         lines.append(
             f"{str(r.domain):<14}{_mib(r.final_current_pages):>11}{_mib(r.final_target_pages):>11}  "
             f"{r.final_state:<10}{'yes' if r.target_reached else 'no':<9}{after:>9}"
-            f"{r.worker_passes:>8}{r.eagain_passes:>8}{r.cancellations:>8}"
+            f"{r.backoff_s:>8.3g}s{r.cancellations:>7}{r.oom_kills:>5}"
+            f"{_mib(r.min_mem_available):>11}{_mib(r.max_unmet_demand):>11}"
         )
+    if len(summary) > SUMMARY_ROWS:
+        lines.append(f"... and {len(summary) - SUMMARY_ROWS} more domains (all of them in summary.parquet)")
     return "\n".join(lines)
 
 

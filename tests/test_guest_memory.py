@@ -163,3 +163,18 @@ def test_page_cache_fills_to_the_low_floor_only_and_stays_when_no_longer_read():
     tasks.set_demand(t, 0, 0)
     tasks.settle()
     assert mm.page_cache.total == 700 and tasks.unmet_demand() == 0
+
+
+def test_gfp_user_may_oom_kill_where_gfp_balloon_just_fails():
+    # add_ballooned_pages() allocates with plain GFP_USER: no __GFP_NORETRY, so the OOM
+    # killer may run; GFP_BALLOON never calls it (kernel-facts §5)
+    mm = make_mm(free_low=1000, floor_balloon=800, floor_user=800)
+    kills = []
+    tasks = tasks_on(mm, kills)
+    a = tasks.add("a")
+    tasks.set_demand(a, 200, 0)
+    tasks.settle()
+    assert mm.free_pages == 800
+    assert mm.alloc_pages(50, GFP_BALLOON) == (0, 0) and kills == []
+    assert mm.alloc_pages(50, GFP_USER) == (50, 0)
+    assert kills == [("a", 200)] and a.killed and mm.free_pages == 800 + 200 - 50

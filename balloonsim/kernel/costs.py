@@ -11,7 +11,8 @@ seen at the next turn, as in the kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
+from operator import attrgetter
 
 from balloonsim.scenario.model import Costs
 
@@ -49,14 +50,13 @@ class CostMeter:
     def __init__(self, costs: Costs, activity: BalloonActivity):
         self.activity = activity
         self.free = costs.free
-        self._unit_ns = {name: sum(getattr(costs, c) for c in cs) for name, cs in COSTS_OF.items()}
-        self._charged = {f.name: 0 for f in fields(BalloonActivity)}
+        self._counts = attrgetter(*COSTS_OF)
+        self._unit_ns = tuple(sum(getattr(costs, c) for c in cs) for cs in COSTS_OF.values())
+        self._charged = self._counts(activity)
 
     def charge(self) -> int:
         """Nanoseconds of the work counted since the last charge."""
-        ns = 0
-        for name, unit in self._unit_ns.items():
-            done = getattr(self.activity, name)
-            ns += (done - self._charged[name]) * unit
-            self._charged[name] = done
+        done = self._counts(self.activity)
+        ns = sum(unit * (d - c) for unit, d, c in zip(self._unit_ns, done, self._charged, strict=True))
+        self._charged = done
         return ns

@@ -22,7 +22,9 @@ reclaims up to the *high* floor.
   prefers highmem; at its floor it tries one light round of direct reclaim
   (``SWAP_CLUSTER_MAX`` pages of cache or slab per failing call) and fails
   when that frees nothing: no retry loop, no OOM killer.
-* ``GFP_USER`` takes lowmem only, with its own floor.
+* ``GFP_USER`` (``add_ballooned_pages``) takes lowmem only, with its own
+  floor; without ``__GFP_NORETRY`` it reclaims what it needs and then,
+  through ``make_room``, swaps and calls the OOM killer.
 * ``si_mem_available()`` is the kernel's MemAvailable formula.
 
 Floors and MemAvailable are compared with the guest's total free pages, as
@@ -41,11 +43,16 @@ from balloonsim.kernel.watermarks import SWAP_CLUSTER_MAX  # pages one direct-re
 class Gfp:
     name: str
     highmem: bool  # __GFP_HIGHMEM: may use highmem (and prefers it)
+    noretry: bool = False  # __GFP_NORETRY: light reclaim only, never the OOM killer
 
 
-GFP_BALLOON = Gfp("GFP_BALLOON", highmem=True)
+GFP_BALLOON = Gfp("GFP_BALLOON", highmem=True, noretry=True)
 GFP_USER = Gfp("GFP_USER", highmem=False)
 GFP_HIGHUSER_MOVABLE = Gfp("GFP_HIGHUSER_MOVABLE", highmem=True)  # a program's page faults
+
+#: make_room(pages, lowmem_only): what an allocation that may retry does when reclaim is not
+#: enough (swap, then the OOM killer); the pages it freed
+MakeRoom = Callable[[int, bool], int]
 
 
 @dataclass
@@ -141,6 +148,7 @@ class GuestMemory:
         self.swap_total = swap
         self.swap_used = 0
         self._on_alloc = on_alloc  # (gfp, wanted, got, reclaimed) after alloc_pages()
+        self.make_room: MakeRoom | None = None  # set by the kernel's tasks (swap, OOM killer)
 
     @property
     def free_pages(self) -> int:
@@ -184,21 +192,27 @@ class GuestMemory:
         return low, high
 
     def alloc_pages(self, count: int, gfp: Gfp) -> tuple[int, int]:
-        """``count`` calls of alloc_page(gfp) for the balloon, stopping at the first failure.
+        """``count`` calls of alloc_page(gfp) for the balloon driver, stopping at the first failure.
 
-        At the floor, each failing call first tries one light round of direct
-        reclaim (``__GFP_NORETRY``); the batch stops when a round frees
-        nothing.  Returns the (lowmem, highmem) pages obtained.
+        At the floor, a ``__GFP_NORETRY`` call first tries one light round of
+        direct reclaim; other calls reclaim what they need, then make room
+        (swap, OOM killer).  The batch stops when that frees nothing.
+        Returns the (lowmem, highmem) pages obtained.
         """
         low = high = reclaimed = 0
+        lowmem_only = not gfp.highmem
         while True:
             got_low, got_high = self.take_free(min(count - low - high, self.alloc_room(gfp)), gfp)
             low, high = low + got_low, high + got_high
             short = count - low - high
             if not short:
                 break
-            rounds = -(-short // SWAP_CLUSTER_MAX)
-            freed = self.shrink_caches(rounds * SWAP_CLUSTER_MAX, lowmem_only=not gfp.highmem)
+            if gfp.noretry:
+                freed = self.shrink_caches(-(-short // SWAP_CLUSTER_MAX) * SWAP_CLUSTER_MAX, lowmem_only)
+            else:
+                freed = self.shrink_caches(short, lowmem_only)
+                if not freed and self.make_room is not None:
+                    freed = self.make_room(short, lowmem_only)
             if not freed:
                 break
             reclaimed += freed

@@ -54,6 +54,7 @@ class Tasks:
         self.oom_kills = 0
         self._on_oom_kill = on_oom_kill  # (victim, pages freed)
         self._on_out_of_memory = on_out_of_memory  # (faulting task, pages it could not get): nothing to kill
+        mm.make_room = self.make_room
 
     def add(self, name: str, oom_score_adj: int = 0) -> Task:
         task = Task(name, oom_score_adj)
@@ -127,18 +128,28 @@ class Tasks:
         return low + high
 
     def _fault(self, task: Task, count: int) -> None:
-        """Fault in ``count`` new anonymous pages: free, reclaim, swap, then the OOM killer."""
+        """Fault in ``count`` new anonymous pages: free, reclaim, then make room."""
         while count > 0:
             count -= self._take(task, count)
-            if not count or self.mm.shrink_caches(count) or self.swap_out(count):
+            if not count or self.mm.shrink_caches(count):
                 continue
-            victim = select_bad_process(self.tasks, self.mm.managed_pages + self.mm.swap_total)
-            if victim is None:
+            if not self.make_room(count):
                 self._on_out_of_memory(task, count)
                 return
-            self._kill(victim)
-            if victim is task:
+            if task.killed:
                 return
+
+    def make_room(self, count: int, lowmem_only: bool = False) -> int:
+        """When reclaim is not enough: swap anonymous pages out, else OOM-kill a task; pages freed.
+
+        (A lowmem-only request is helped by the swap and kills as the kernel
+        would try them; the pages they free may be highmem.)
+        """
+        freed = self.swap_out(count)
+        if freed:
+            return freed
+        victim = select_bad_process(self.tasks, self.mm.managed_pages + self.mm.swap_total)
+        return self._kill(victim) if victim is not None else 0
 
     def swap_out(self, count: int) -> int:
         """Move up to ``count`` anonymous pages to swap, from the task with the most resident; the pages freed."""
@@ -163,7 +174,7 @@ class Tasks:
             low, high = self.mm.take_free(n, GFP_HIGHUSER_MOVABLE)
             task.anon.add(low, high)
 
-    def _kill(self, victim: Task) -> None:
+    def _kill(self, victim: Task) -> int:
         freed = victim.anon.total + victim.swapped
         self._free_anon(victim, victim.anon.total)
         self.mm.swap_used -= victim.swapped
@@ -171,6 +182,7 @@ class Tasks:
         victim.killed = True
         self.oom_kills += 1
         self._on_oom_kill(victim, freed)
+        return freed
 
     def _fill_cache(self) -> None:
         want = self.cache_demand() - self.mm.page_cache.total
