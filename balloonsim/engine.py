@@ -29,8 +29,10 @@ from balloonsim.xen.hypervisor import Host
 from balloonsim.xen.toolstack import STATIC_MAX, XEND_STATIC_MAX, Toolstack
 from balloonsim.xen.xenstore import XenStore
 
-#: progress: None shows a bar on a terminal for runs over this many events
+#: progress: None shows a bar on a terminal for runs over this many events, or this many
+#: domain-seconds of simulated time with workloads (both take seconds of wall time)
 PROGRESS_MIN_EVENTS = 20_000
+PROGRESS_MIN_WORKLOAD_DOMAIN_S = 50_000
 
 
 def host_size(scenario: Scenario) -> tuple[int, int]:
@@ -107,7 +109,9 @@ class Simulation:
         self._start_script()
         end = Timer(self.env, self.scenario.duration, END)
         if progress is None:  # long runs get a bar, on a terminal only (tqdm's disable=None)
-            disable = None if len(self.scenario.events) >= PROGRESS_MIN_EVENTS else True
+            busy = sum(1 for d in self.scenario.domains if d.workloads) * self.scenario.duration / 1e9
+            long = len(self.scenario.events) >= PROGRESS_MIN_EVENTS or busy >= PROGRESS_MIN_WORKLOAD_DOMAIN_S
+            disable = None if long else True
         else:
             disable = not progress
         with tqdm(
