@@ -258,7 +258,7 @@ class Simulation:
     def _work_done(self, guest: GuestKernel) -> None:
         """After a balloon_process() pass: its row, and an event if it did not end DONE."""
         index = self.index[guest.name]
-        guest.after_balloon_pass()
+        guest.use_freed_memory()
         stats = guest.driver.balloon_stats
         state = guest.driver.state
         if state is not None and state is not BpState.DONE:

@@ -178,3 +178,18 @@ def test_gfp_user_may_oom_kill_where_gfp_balloon_just_fails():
     assert mm.alloc_pages(50, GFP_BALLOON) == (0, 0) and kills == []
     assert mm.alloc_pages(50, GFP_USER) == (50, 0)
     assert kills == [("a", 200)] and a.killed and mm.free_pages == 800 + 200 - 50
+
+
+def test_the_balloons_light_reclaim_swaps_when_cache_is_gone_but_never_kills():
+    mm = make_mm(free_low=1300, floor_balloon=900, swap=100)
+    kills = []
+    tasks = tasks_on(mm, kills)
+    a = tasks.add("a")
+    tasks.set_demand(a, 300, 0)
+    tasks.settle()
+    # 100 pages above the floor; then rounds of SWAP_CLUSTER_MAX: 64 of a's pages go to swap
+    assert mm.alloc_pages(150, GFP_BALLOON) == (150, 0)
+    assert (a.anon.total, a.swapped, mm.swap_used) == (236, 64, 64)
+    # the 14 pages the last round left above the floor, the rest of the swap (36 pages), then
+    # nothing: a failure, and no OOM kill
+    assert mm.alloc_pages(100, GFP_BALLOON) == (14 + 36, 0) and kills == []

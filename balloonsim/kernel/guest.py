@@ -119,6 +119,7 @@ class GuestKernel:
         self.mm.boot_alloc(self.mm.slab, kconf.slab_reclaimable)
         self.tasks = Tasks(self.mm, on_oom_kill=self._oom_killed, on_out_of_memory=self._out_of_memory)
         self._task_specs = {w.name: w for w in spec.workloads}
+        self._pages_in_seen = 0
         self.kswapd = Kswapd(
             env,
             self.mm,
@@ -183,6 +184,9 @@ class GuestKernel:
         self.activity.iterations += 1
         if self.meter.free:
             return ()
+        if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
+            self._pages_in_seen = self.activity.pages_in
+            self.use_freed_memory()
         self._on_row(self, "progress", True)
         ns = self.meter.charge()
         return (Timer(self.env, ns, WORK),) if ns else ()
@@ -270,8 +274,8 @@ class GuestKernel:
         self.kswapd.wakeup_kswapd()
         self._on_row(self, cause, False)
 
-    def after_balloon_pass(self) -> None:
-        """Memory the balloon gave back may meet demand that was waiting for it."""
+    def use_freed_memory(self) -> None:
+        """Memory the balloon populated may meet demand that was waiting for it."""
         if self.tasks.unmet_demand():
             self.tasks.settle()
             self.kswapd.wakeup_kswapd()

@@ -20,8 +20,9 @@ reclaims up to the *high* floor.
 
 * ``GFP_BALLOON`` (``GFP_HIGHUSER | __GFP_NORETRY | __GFP_NOMEMALLOC``)
   prefers highmem; at its floor it tries one light round of direct reclaim
-  (``SWAP_CLUSTER_MAX`` pages of cache or slab per failing call) and fails
-  when that frees nothing: no retry loop, no OOM killer.
+  (``SWAP_CLUSTER_MAX`` pages of cache or slab, or with swap anonymous
+  pages, per failing call) and fails when that frees nothing: no retry
+  loop, no OOM killer.
 * ``GFP_USER`` (``add_ballooned_pages``) takes lowmem only, with its own
   floor; without ``__GFP_NORETRY`` it reclaims what it needs and then,
   through ``make_room``, swaps and calls the OOM killer.
@@ -50,9 +51,9 @@ GFP_BALLOON = Gfp("GFP_BALLOON", highmem=True, noretry=True)
 GFP_USER = Gfp("GFP_USER", highmem=False)
 GFP_HIGHUSER_MOVABLE = Gfp("GFP_HIGHUSER_MOVABLE", highmem=True)  # a program's page faults
 
-#: make_room(pages, lowmem_only): what an allocation that may retry does when reclaim is not
-#: enough (swap, then the OOM killer); the pages it freed
-MakeRoom = Callable[[int, bool], int]
+#: make_room(pages, lowmem_only, may_oom): what reclaim does when page cache and slab are not
+#: enough: swap anonymous pages out, then (if allowed) call the OOM killer; the pages it freed
+MakeRoom = Callable[[int, bool, bool], int]
 
 
 @dataclass
@@ -207,12 +208,10 @@ class GuestMemory:
             short = count - low - high
             if not short:
                 break
-            if gfp.noretry:
-                freed = self.shrink_caches(-(-short // SWAP_CLUSTER_MAX) * SWAP_CLUSTER_MAX, lowmem_only)
-            else:
-                freed = self.shrink_caches(short, lowmem_only)
-                if not freed and self.make_room is not None:
-                    freed = self.make_room(short, lowmem_only)
+            wanted = -(-short // SWAP_CLUSTER_MAX) * SWAP_CLUSTER_MAX if gfp.noretry else short
+            freed = self.shrink_caches(wanted, lowmem_only)
+            if not freed and self.make_room is not None:
+                freed = self.make_room(wanted, lowmem_only, not gfp.noretry)
             if not freed:
                 break
             reclaimed += freed

@@ -139,14 +139,14 @@ class Tasks:
             if task.killed:
                 return
 
-    def make_room(self, count: int, lowmem_only: bool = False) -> int:
-        """When reclaim is not enough: swap anonymous pages out, else OOM-kill a task; pages freed.
+    def make_room(self, count: int, lowmem_only: bool = False, may_oom: bool = True) -> int:
+        """When cache and slab are gone: swap anonymous pages out, else OOM-kill a task; pages freed.
 
         (A lowmem-only request is helped by the swap and kills as the kernel
         would try them; the pages they free may be highmem.)
         """
         freed = self.swap_out(count)
-        if freed:
+        if freed or not may_oom:
             return freed
         victim = select_bad_process(self.tasks, self.mm.managed_pages + self.mm.swap_total)
         return self._kill(victim) if victim is not None else 0
