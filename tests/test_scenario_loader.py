@@ -188,3 +188,31 @@ def test_replace_changes_a_knob_by_dotted_path():
     assert t.replace().digest() == t.digest()  # a round trip keeps every value
     with pytest.raises(KeyError, match="no item 'vm9'"):
         s.replace({"domains.vm9.memory": "1GiB"})
+
+
+def test_workload_problems_are_reported_with_their_lines():
+    found = problems(
+        """\
+        duration: 60s
+        host: {total: 8GiB}
+        domains:
+          - name: a
+            memory: 4GiB
+            kernel: {kswapd_rate: fast}
+            workloads:
+              - {name: w, ramp: {duration: 10s, anon: [1GiB]}}
+              - {name: b, bursts: {every: 1s, length: 1s, anon: [2GiB, 1GiB]}}
+              - {name: r, replay: {file: nothere.csv}}
+              - {name: s, steady: {anon: 1GiB}}
+        """
+    )
+    assert found[0] == (
+        "s.yaml:6: domains.0.kernel.kswapd_rate: 'fast' is not a rate such as '1GiB/s', '200MiB/s' or '50000 pages/s'"
+    )
+    assert (
+        found[1]
+        == "s.yaml:8: domains.0.workloads.0.ramp.anon: give two sizes, [from, to] or [low, high], e.g. [0, 1GiB]"
+    )
+    assert found[2] == "s.yaml:9: domains.0.workloads.1.bursts: anon: the smallest burst comes first, [min, max]"
+    assert found[3].startswith("s.yaml:10: domains.0.workloads.2.replay: ") and "nothere.csv: cannot read" in found[3]
+    assert found[4].startswith("s.yaml:11: domains.0.workloads.3.steady: unknown key 'steady'; allowed: name,")

@@ -9,16 +9,22 @@ of the run.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, PrivateAttr, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
 from balloonsim.scenario.types import Nanoseconds, Pages
 from balloonsim.traces import Trace, TraceError, read_trace
 
+def _two_sizes(value: Any) -> Any:
+    if not isinstance(value, (list, tuple)) or len(value) != 2:
+        raise ValueError("give two sizes, [from, to] or [low, high], e.g. [0, 1GiB]")
+    return value
+
+
 #: [from, to] or [low, high]
-Span = tuple[Pages, Pages]
+Span = Annotated[tuple[Pages, Pages], BeforeValidator(_two_sizes)]
 
 
 class Constant(Model):
@@ -71,6 +77,14 @@ class Bursts(Model):
     anon: Span = (0, 0)
     cache: Span = (0, 0)
     start: Nanoseconds = 0
+
+    @model_validator(mode="after")
+    def _ranges(self) -> Bursts:
+        for name in ("anon", "cache"):
+            low, high = getattr(self, name)
+            if low > high:
+                raise ValueError(f"{name}: the smallest burst comes first, [min, max]")
+        return self
 
 
 class Replay(Model):
