@@ -17,6 +17,7 @@ from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
 from balloonsim.scenario.types import Nanoseconds, Pages
 from balloonsim.traces import Trace, TraceError, read_trace
 
+
 def _two_sizes(value: Any) -> Any:
     if not isinstance(value, (list, tuple)) or len(value) != 2:
         raise ValueError("give two sizes, [from, to] or [low, high], e.g. [0, 1GiB]")
