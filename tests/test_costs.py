@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from balloonsim.errors import SimulationError
 from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Costs
 from conftest import GiB, make_scenario, run
@@ -69,3 +70,11 @@ def test_the_cond_resched_gap_adds_per_turn():
     # the pass's row comes after its third turn, which finds credit 0 and only yields the CPU
     assert s["final_target_reached_s"] * 1e9 == pytest.approx(2 * (512 * OUT_PAGE + C.hypercall) + 3 * 1_000_000)
     assert s["loop_iterations"] == 3
+
+
+def test_a_turn_that_never_moves_a_page_is_a_livelock_even_when_turns_take_time():
+    # MemAvailable 0 and totalreserve_pages 0: every turn balloons 0 pages and ends DONE
+    # (the kernel's rule cannot fire), so balloon_process() loops forever, a hypercall a turn
+    s = costed([{"at": "0s", "target": "512MiB"}], kernel={"mem_available": 0})
+    with pytest.raises(SimulationError, match="livelock: balloon_process"):
+        run(s.replace(duration="10s"))

@@ -95,7 +95,6 @@ class GuestKernel:
             watermark_scale_factor=kconf.watermark_scale_factor,
             thp=kconf.thp,
         )
-        self.reserves = reserves
         low_boot, high_boot = self.arch.split_by_zone(0, spec.memory)
 
         def pick(value: int | str, default: int) -> int:
@@ -369,7 +368,15 @@ class GuestKernel:
             "page_cache": mm.page_cache.total,
             "slab": mm.slab.total,
             "swap_used": mm.swap_used,
+            "task_anon": min((t.anon.total for t in self.tasks.tasks), default=0),
         }
+        if (
+            accounted == self.present_pages()
+            and populated == self.domain.tot_pages
+            and swapped == mm.swap_used <= mm.swap_total
+            and min(counts.values()) >= 0
+        ):
+            return None
         negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
         if negative:
             return f"negative page counts: {', '.join(negative)}"
@@ -381,6 +388,4 @@ class GuestKernel:
                 f"{ballooned} + lent {lent} + offline {offline} + unpopulated extra {unpopulated_extra} = "
                 f"{accounted}, but the guest has {self.present_pages()} pages"
             )
-        if swapped != mm.swap_used or mm.swap_used > mm.swap_total:
-            return f"swap: tasks hold {swapped} entries, {mm.swap_used} in use of {mm.swap_total}"
-        return None
+        return f"swap: tasks hold {swapped} entries, {mm.swap_used} in use of {mm.swap_total}"
