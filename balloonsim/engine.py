@@ -212,6 +212,7 @@ class Simulation:
         taken = guest.mm.take(pages)
         if taken < pages:
             guest.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
+        guest.kswapd.wakeup_kswapd()
         return True
 
     def _on_give(self, guest: GuestKernel, pages: int, *_: Any) -> bool:

@@ -275,7 +275,7 @@ class GuestKernel:
 
     def use_freed_memory(self) -> None:
         """Memory the balloon populated may meet demand that was waiting for it."""
-        if self.tasks.unmet_demand():
+        if self.tasks.tasks and self.tasks.unmet_demand():
             self.tasks.settle()
             self.kswapd.wakeup_kswapd()
 
@@ -356,7 +356,17 @@ class GuestKernel:
         ballooned = stats.balloon_low + stats.balloon_high
         unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
         accounted = populated + ballooned + lent + offline + unpopulated_extra
-        swapped = sum(t.swapped for t in self.tasks.tasks)
+        tasks = self.tasks.tasks
+        swapped = sum(t.swapped for t in tasks)
+        if (
+            accounted == self.present_pages()
+            and populated == self.domain.tot_pages
+            and swapped == mm.swap_used <= mm.swap_total
+            and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
+            and min(mm.programs.pages, mm.page_cache.total, mm.slab.total, mm.swap_used) >= 0
+            and all(t.anon.total >= 0 for t in tasks)
+        ):
+            return None
         counts = {
             "free_low": mm.free_low,
             "free_high": mm.free_high,
@@ -368,15 +378,8 @@ class GuestKernel:
             "page_cache": mm.page_cache.total,
             "slab": mm.slab.total,
             "swap_used": mm.swap_used,
-            "task_anon": min((t.anon.total for t in self.tasks.tasks), default=0),
+            **{f"task {t.name} anon": t.anon.total for t in tasks},
         }
-        if (
-            accounted == self.present_pages()
-            and populated == self.domain.tot_pages
-            and swapped == mm.swap_used <= mm.swap_total
-            and min(counts.values()) >= 0
-        ):
-            return None
         negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
         if negative:
             return f"negative page counts: {', '.join(negative)}"

@@ -56,7 +56,7 @@ GFP_HIGHUSER_MOVABLE = Gfp("GFP_HIGHUSER_MOVABLE", highmem=True)  # a program's 
 MakeRoom = Callable[[int, bool, bool], int]
 
 
-@dataclass
+@dataclass(slots=True)
 class Pages:
     """Pages held by one holder, by zone class."""
 
@@ -143,7 +143,6 @@ class GuestMemory:
         self.mem_available_fixed = mem_available  # None: computed
         self.kernel = Pages()
         self.programs = LifoPages()
-        self.anon = Pages()  # the tasks' anonymous pages, all tasks together
         self.page_cache = Pages()  # active + inactive file pages
         self.slab = Pages()  # SLAB_RECLAIMABLE + KERNEL_MISC_RECLAIMABLE
         self.swap_total = swap
@@ -161,16 +160,18 @@ class GuestMemory:
         return self.page_cache.total + self.slab.total
 
     def used_pages(self) -> int:
-        return self.kernel.total + self.programs.pages + self.anon.total + self.reclaimable
+        """Populated pages not free, but for the tasks' anonymous pages (which the tasks count)."""
+        return self.kernel.total + self.programs.pages + self.reclaimable
 
     def si_mem_available(self) -> int:
         """MemAvailable: free - totalreserve + the reclaimable half of cache and slab, at least 0."""
         if self.mem_available_fixed is not None:
             return self.mem_available_fixed
-        cache, slab = self.page_cache.total, self.slab.total
-        available = self.free_pages - self.totalreserve_pages
-        available += cache - min(cache // 2, self.wmark_low_total)
-        available += slab - min(slab // 2, self.wmark_low_total)
+        available = self.free_low + self.free_high - self.totalreserve_pages
+        for holder in (self.page_cache, self.slab):
+            pages = holder.low + holder.high
+            if pages:
+                available += pages - min(pages // 2, self.wmark_low_total)
         return max(0, available)
 
     def mem_available_falls_with_free(self) -> bool:

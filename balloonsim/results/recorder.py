@@ -92,6 +92,10 @@ class Recorder:
         pending, expiry = guest.driver.worker_schedule()
         mm = guest.mm
         tasks = guest.tasks
+        if tasks.tasks:
+            anon, demand, unmet = tasks.anon_pages, tasks.demand_pages(), tasks.unmet_demand()
+        else:
+            anon = demand = unmet = 0
         self.timeline.extend(
             (
                 now,
@@ -115,12 +119,12 @@ class Recorder:
                 mm.si_mem_available(),
                 mm.managed_pages,
                 mm.kernel.total,
-                mm.programs.pages + tasks.anon_pages,
+                mm.programs.pages + anon,
                 mm.page_cache.total,
                 mm.slab.total,
                 mm.swap_used,
-                tasks.demand_pages(),
-                tasks.unmet_demand(),
+                demand,
+                unmet,
                 tasks.oom_kills,
                 guest.driver.backend_pages,
                 guest.hotplug.offline_pages,
