@@ -67,10 +67,6 @@ class Tasks:
     def anon_pages(self) -> int:
         return sum(t.anon.total for t in self.tasks)
 
-    @property
-    def swapped_pages(self) -> int:
-        return self.mm.swap_used
-
     def demand_pages(self) -> int:
         """What the workloads ask for, anonymous memory and page cache (a killed task's too)."""
         return sum(t.demand_anon + t.demand_cache for t in self.tasks)
