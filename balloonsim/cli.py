@@ -27,6 +27,7 @@ examples:
   balloonsim run scenarios/quickstart.yaml            results in results/quickstart/
   balloonsim run scenarios/quickstart.yaml -o /tmp/q --seed 7
   balloonsim validate scenarios/*.yaml
+  balloonsim plot results/quickstart                  redraw its figures from the Parquet files
   balloonsim oracle convert script.script -o scenario.yaml
   balloonsim oracle compare script.script oracle.csv
   balloonsim bench
@@ -67,12 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "run",
         help="run a scenario; write its tables (Parquet), a plot and a summary",
         description="Run SCENARIO and write timeline, events, host, targets and summary tables as Parquet, "
-        "run.json (scenario hash, seed, version) and timeline.png into DIR.",
+        "run.json (scenario hash, seed, version) and the figures (timeline, host, gap heat map, summary, "
+        "memory of each guest with workloads) as PNG into DIR.",
     )
     p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML)")
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write (default: results/<name>/)")
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default: the scenario's seed)")
-    p.add_argument("--no-plot", action="store_true", help="do not draw timeline.png")
+    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
@@ -80,6 +82,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="show a progress bar (default: on long runs)",
     )
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "plot",
+        help="redraw a saved result's figures from its Parquet files (no re-run)",
+        description="Read the tables in RESULT_DIR (written by 'balloonsim run') and draw its figures as PNG.",
+    )
+    p.add_argument("result", type=Path, metavar="RESULT_DIR", help="a directory written by 'balloonsim run'")
+    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write the PNGs (default: RESULT_DIR)")
+    p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
         "validate",
@@ -133,20 +144,39 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = args.output or Path("results") / scenario.name
     result = Simulation(scenario, args.seed).run(progress=args.progress)
 
+    figures: list[str] = []
+
     def draw(tmp: Path) -> None:
         if not args.no_plot:
-            from balloonsim.plots import timeline_figure
+            from balloonsim.plots import write_figures
 
-            timeline_figure(result).savefig(tmp / "timeline.png", dpi=110)
+            figures.extend(write_figures(result, tmp))
 
     from balloonsim.results.store import save_result
 
     save_result(result, out, scenario=scenario.model_dump(mode="json"), extra=draw)
     print(render_summary(result))
-    print(
-        f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json"
-        f"{'' if args.no_plot else '; timeline.png'})"
-    )
+    print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json{_listed(figures)})")
+    return 0
+
+
+def _listed(figures: list[str]) -> str:
+    return f"; {', '.join(figures)}" if figures else ""
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    from balloonsim.plots import write_figures
+    from balloonsim.results.store import load_result
+
+    try:
+        result = load_result(args.result)
+    except FileNotFoundError as err:
+        print(f"balloonsim: {err}", file=sys.stderr)
+        return 2
+    out = args.output or args.result
+    out.mkdir(parents=True, exist_ok=True)
+    figures = write_figures(result, out)
+    print(f"wrote {out}/ ({', '.join(figures)})")
     return 0
 
 
@@ -176,6 +206,13 @@ def render_summary(result: Result) -> str:
         )
     if len(summary) > SUMMARY_ROWS:
         lines.append(f"... and {len(summary) - SUMMARY_ROWS} more domains (all of them in summary.parquet)")
+    needed = m.get("host_needed_pages")
+    if needed:
+        from balloonsim.results.summary import host_needed_reached_s
+
+        when = host_needed_reached_s(result.host, needed)
+        reached = f"reached at {when:.3g} s" if when is not None else "never reached"
+        lines.append(f"\nhost free memory needed: {_mib(needed)}, {reached}")
     return "\n".join(lines)
 
 

@@ -154,6 +154,7 @@ class Simulation:
             "seed": self.seed,
             "balloonsim_version": __version__,
             "duration_ns": self.scenario.duration,
+            "host_needed_pages": self.scenario.host.needed,
             "domains": len(self.guests),
             "timeline_rows": self.recorder.rows,
             "wall_s": round(wall_s, 3),

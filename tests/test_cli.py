@@ -16,9 +16,12 @@ def test_run_writes_tables_plot_and_summary(tmp_path, capsys):
     files = sorted(p.name for p in out.iterdir())
     assert files == [
         "events.parquet",
+        "gap_heatmap.png",
         "host.parquet",
+        "host.png",
         "run.json",
         "summary.parquet",
+        "summary.png",
         "targets.parquet",
         "timeline.parquet",
         "timeline.png",

@@ -1,13 +1,11 @@
-"""Tables derived from a run, their Parquet files, and the figure drawn from them."""
+"""Tables derived from a run and their Parquet files."""
 
 import json
 
-import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from balloonsim.plots import timeline_figure
 from balloonsim.results.store import METADATA_KEY, load_result, save_result
 from conftest import GiB, MiB, make_scenario, run
 
@@ -89,20 +87,3 @@ def test_an_interrupted_write_leaves_nothing_behind(backoff_result, tmp_path):
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == before  # the old result is intact
     with pytest.raises(FileNotFoundError, match="not a balloonsim result"):
         load_result(tmp_path)
-
-
-def test_timeline_figure_draws_the_timeline(backoff_result):
-    fig = timeline_figure(backoff_result)
-    axes = fig.axes
-    assert len(axes) == 2  # one domain, then the host
-    ax = axes[0]
-    tl = backoff_result.domain("g")
-    lines = {line.get_label(): line for line in ax.get_lines()}
-    assert np.array_equal(lines["current"].get_xdata(), tl["time_s"].to_numpy())
-    assert np.allclose(lines["current"].get_ydata(), tl["current_pages"].to_numpy() / MiB)
-    assert np.allclose(lines["target"].get_ydata(), tl["target_pages"].to_numpy() / MiB)
-    assert np.allclose(lines["balloon_low"].get_ydata(), tl["balloon_low"].to_numpy() / MiB)
-    assert list(lines["EAGAIN"].get_xdata()) == [1.0, 3.0, 7.0]
-    assert list(lines["ECANCELED"].get_xdata()) == [15.0]
-    assert ax.get_ylabel() == "MiB" and axes[-1].get_xlabel() == "time (s)"
-    assert "reached its target at 30 s" in ax.get_title(loc="left")

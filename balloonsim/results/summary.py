@@ -142,3 +142,11 @@ def domain_summary(
             "populate_short": (kind("populate_partial") + kind("populate_refused")).to_numpy(),
         }
     )
+
+
+def host_needed_reached_s(host: pd.DataFrame, needed: int | None) -> float | None:
+    """When host free memory first reached ``needed`` pages (None: never, or nothing needed)."""
+    if not needed or not len(host):
+        return None
+    hit = host["host_free"].to_numpy() >= needed
+    return float(host["time_s"].to_numpy()[hit.argmax()]) if hit.any() else None

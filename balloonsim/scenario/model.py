@@ -41,6 +41,9 @@ class Host(Model):
 
     total: Pages | None = None
     free: Pages | None = None
+    needed: Pages | None = Field(
+        None, description="free memory the host needs (e.g. to start a VM): plotted, and when it was reached"
+    )
 
 
 class Hotplug(Model):
