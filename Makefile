@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test bench notebooks clean
 
 run: $(STAMP)  ## set up, then run the quickstart scenario into results/quickstart/
 	$(BIN)/balloonsim run scenarios/quickstart.yaml
@@ -14,6 +14,9 @@ test: $(STAMP)  ## set up, then run the whole test suite
 
 bench: $(STAMP)  ## speed figures (not a test)
 	$(BIN)/balloonsim bench
+
+notebooks: $(STAMP)  ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "balloonsim needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
