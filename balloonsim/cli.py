@@ -66,7 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "run",
-        help="run a scenario; write its tables (Parquet), a plot and a summary",
+        help="run a scenario; write its tables (Parquet), figures (PNG) and a summary",
         description="Run SCENARIO and write timeline, events, host, targets and summary tables as Parquet, "
         "run.json (scenario hash, seed, version) and the figures (timeline, host, gap heat map, summary, "
         "memory of each guest with workloads) as PNG into DIR.",

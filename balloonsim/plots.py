@@ -269,7 +269,8 @@ def gap_heatmap(result: Result, bins: int = 200) -> Figure:
     end = _end_s(result)
     t_div, t_label = time_unit(end)
     div, unit = size_unit(float(np.abs(matrix).max(initial=1)))
-    fig = Figure(figsize=(10, min(2.0 + 0.16 * len(names), 18)), layout="constrained")
+    height = min(2.0 + 0.16 * len(names), 18)
+    fig = Figure(figsize=(10, height), layout="constrained")
     ax = fig.subplots()
     limit = max(float(np.abs(matrix).max(initial=0)) / div, 1e-9)
     image = ax.imshow(
@@ -285,7 +286,7 @@ def gap_heatmap(result: Result, bins: int = 200) -> Figure:
     ax.set_yticks(range(0, len(names), step), names[::step], fontsize=7)
     ax.set_xlabel(t_label)
     ax.set_title("target - current per domain (red: still to give back, blue: still to get)", loc="left", fontsize=10)
-    fig.colorbar(image, ax=ax, label=f"target - current ({unit})")
+    fig.colorbar(image, ax=ax, label=f"target - current ({unit})", shrink=min(1.0, 6 / height))
     return fig
 
 
