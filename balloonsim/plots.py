@@ -12,7 +12,9 @@ so nothing global changes and notebooks and scripts can use them alike:
   MemAvailable, swap and unmet demand;
 * ``gap_heatmap``: target - current for every domain over time, readable
   with a hundred guests;
-* ``summary_figure``: bar charts of the summary table.
+* ``summary_figure``: bar charts of the summary table;
+* ``compare_figure``: one domain in several runs (two policies, two knobs)
+  on the same axes.
 
 ``write_figures`` draws the set ``balloonsim run`` and ``balloonsim plot``
 write next to the tables (memory figures for the guests that suffered most).
@@ -318,6 +320,31 @@ def summary_figure(result: Result) -> Figure:
     for ax in axes:
         ax.set_xlim(left=0)
         ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def compare_figure(results: dict[str, Result], domain: str) -> Figure:
+    """One domain's current (solid) and target (dashed) in several runs, one colour per run;
+    their MemAvailable below."""
+    fig = Figure(figsize=(10, 5.0), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    rows = {label: r.domain(domain) for label, r in results.items()}
+    end = max((float(r["time_s"].max()) for r in rows.values() if len(r)), default=0.0)
+    t_div, t_label = time_unit(end)
+    div, unit = size_unit(max(_peak(r[["current_pages", "target_pages"]]) for r in rows.values()))
+    for i, (label, r) in enumerate(rows.items()):
+        color = f"C{i}"
+        t = r["time_s"].to_numpy() / t_div
+        top.step(t, r["current_pages"].to_numpy() / div, where="post", color=color, label=f"{label}: current")
+        top.step(t, r["target_pages"].to_numpy() / div, where="post", color=color, ls="--", label=f"{label}: target")
+        bottom.step(t, r["mem_available"].to_numpy() / div, where="post", color=color, label=label)
+    top.set_title(f"{domain}: current and target in each run", loc="left", fontsize=10)
+    bottom.set_title("MemAvailable", loc="left", fontsize=10)
+    for ax in (top, bottom):
+        ax.set_ylabel(unit)
+        ax.grid(alpha=0.3)
+        _legend(ax)
+    bottom.set_xlabel(t_label)
     return fig
 
 

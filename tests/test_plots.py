@@ -10,6 +10,7 @@ import pytest
 
 from balloonsim.cli import main
 from balloonsim.plots import (
+    compare_figure,
     gap_heatmap,
     gap_matrix,
     host_figure,
@@ -176,3 +177,18 @@ def test_run_writes_the_figures_and_plot_redraws_them_from_parquet(tmp_path, oom
     assert sorted(p.name for p in out.glob("*.png")) == sorted(names)
     assert main(["plot", str(tmp_path / "nothing")]) == 2
     assert "not a balloonsim result" in capsys.readouterr().err
+
+
+def test_compare_figure_overlays_one_domain_from_each_run(quickstart):
+    unlimited = run(load_scenario(SCENARIOS / "quickstart.yaml").replace({"domains.stuck.balloon.max_retry_count": 0}))
+    fig = compare_figure({"4": quickstart, "unlimited": unlimited}, "stuck")
+    top, bottom = fig.axes
+    lines = lines_of(top)
+    for label, r in (("4", quickstart), ("unlimited", unlimited)):
+        tl = r.domain("stuck")
+        assert np.allclose(lines[f"{label}: current"].get_ydata(), tl["current_pages"] / MiB)
+        assert np.allclose(lines[f"{label}: target"].get_ydata(), tl["target_pages"] / MiB)
+        assert np.allclose(lines_of(bottom)[label].get_ydata(), tl["mem_available"] / MiB)
+    assert top.get_ylabel() == "MiB" and bottom.get_xlabel() == "time (s)"
+    # unlimited retries keep ballooning a batch a retry: it ends lower than the cancelled run
+    assert lines["unlimited: current"].get_ydata()[-1] < lines["4: current"].get_ydata()[-1]
