@@ -131,7 +131,7 @@ def draw_domain(ax: Axes, result: Result, domain: str, t_div: float | None = Non
 
 
 def _current_at(rows: pd.DataFrame, when_ns: np.ndarray) -> np.ndarray:
-    """current_pages at each time: the last row at or before it (events come before their row)."""
+    """current_pages at each time: the last row at or before it (a pass's event and row share an instant)."""
     times = rows["time_ns"].to_numpy()
     index = np.searchsorted(times, when_ns, side="right") - 1
     return rows["current_pages"].to_numpy()[np.maximum(index, 0)]
@@ -257,8 +257,7 @@ def gap_matrix(result: Result, bins: int = 200) -> tuple[np.ndarray, np.ndarray,
     end = _end_s(result)
     starts = np.linspace(0.0, end, bins, endpoint=False) if end > 0 else np.zeros(1)
     matrix = np.zeros((len(names), len(starts)), dtype=np.int64)
-    for i, name in enumerate(names):
-        rows = tl[tl["domain"] == name]
+    for i, (_, rows) in enumerate(tl.groupby("domain", observed=False, sort=True)):
         index = np.searchsorted(rows["time_s"].to_numpy(), starts, side="right") - 1
         gap = (rows["target_pages"] - rows["current_pages"]).to_numpy()
         matrix[i] = np.where(index >= 0, gap[np.maximum(index, 0)], 0)
