@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run a scenario; write its tables (Parquet), figures (PNG) and a summary",
         description="Run SCENARIO and write timeline, events, host, targets and summary tables as Parquet, "
         "run.json (scenario hash, seed, version) and the figures (timeline, host, gap heat map, summary, "
-        "memory of each guest with workloads) as PNG into DIR.",
+        "and the memory of the guests with workloads that suffered most) as PNG into DIR.",
     )
     p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML)")
     p.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write (default: results/<name>/)")
