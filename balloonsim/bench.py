@@ -75,12 +75,11 @@ def host_hour(guests: int = 100, duration_s: int = 3600) -> Scenario:
         {"name": f"vm{i:03}", "memory": "4GiB", "kernel": {"used_at_boot": "200MiB"}, "workloads": workloads}
         for i in range(guests)
     ]
+    staggered = sorted((t + i, i, t) for t in range(60, duration_s, 300) for i in range(guests))  # guest i at t+i s
     events = [
-        {"at": f"{t + i}s", "domain": f"vm{i:03}", "mem_set": "2560MiB" if (t // 300) % 2 == 0 else "4GiB"}
-        for t in range(60, duration_s, 300)
-        for i in range(guests)
+        {"at": f"{at}s", "domain": f"vm{i:03}", "mem_set": "2560MiB" if (t // 300) % 2 == 0 else "4GiB"}
+        for at, i, t in staggered
     ]
-    events.sort(key=lambda e: int(e["at"][:-1]))
     return Scenario.model_validate(
         {
             "name": "bench-host-hour",

@@ -210,10 +210,9 @@ class Simulation:
         return True
 
     def _on_take(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        taken = guest.mm.take(pages)
+        taken = guest.program_take(pages)
         if taken < pages:
             guest.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
-        guest.kswapd.wakeup_kswapd()
         return True
 
     def _on_give(self, guest: GuestKernel, pages: int, *_: Any) -> bool:

@@ -87,6 +87,15 @@ def tasks_on(mm, kills=None, short=None):
     )
 
 
+def one_task(mm, anon, kills):
+    """Tasks on ``mm`` with one task "a" that has faulted in ``anon`` pages; OOM kills go to ``kills``."""
+    tasks = tasks_on(mm, kills)
+    a = tasks.add("a")
+    tasks.set_demand(a, anon, 0)
+    tasks.settle()
+    return tasks, a
+
+
 def test_faults_take_free_pages_then_cache_then_swap_then_kill():
     mm = make_mm(free_low=1000, managed=1000, floor_balloon=100, low_floor=150, high_floor=200, swap=300)
     kills = []
@@ -170,10 +179,7 @@ def test_gfp_user_may_oom_kill_where_gfp_balloon_just_fails():
     # killer may run; GFP_BALLOON never calls it (kernel-facts §5)
     mm = make_mm(free_low=1000, floor_balloon=800, floor_user=800)
     kills = []
-    tasks = tasks_on(mm, kills)
-    a = tasks.add("a")
-    tasks.set_demand(a, 200, 0)
-    tasks.settle()
+    _, a = one_task(mm, 200, kills)
     assert mm.free_pages == 800
     assert mm.alloc_pages(50, GFP_BALLOON) == (0, 0) and kills == []
     assert mm.alloc_pages(50, GFP_USER) == (50, 0)
@@ -183,10 +189,7 @@ def test_gfp_user_may_oom_kill_where_gfp_balloon_just_fails():
 def test_the_balloons_light_reclaim_swaps_when_cache_is_gone_but_never_kills():
     mm = make_mm(free_low=1300, floor_balloon=900, swap=100)
     kills = []
-    tasks = tasks_on(mm, kills)
-    a = tasks.add("a")
-    tasks.set_demand(a, 300, 0)
-    tasks.settle()
+    _, a = one_task(mm, 300, kills)
     # 100 pages above the floor; then rounds of SWAP_CLUSTER_MAX: 64 of a's pages go to swap
     assert mm.alloc_pages(150, GFP_BALLOON) == (150, 0)
     assert (a.anon.total, a.swapped, mm.swap_used) == (236, 64, 64)

@@ -256,6 +256,12 @@ class GuestKernel:
 
     # -- what users and programs do ---------------------------------------------------
 
+    def program_take(self, pages: int) -> int:
+        """A scripted program's allocation (regardless of watermarks); kswapd wakes if it left memory short."""
+        taken = self.mm.take(pages)
+        self.kswapd.wakeup_kswapd()
+        return taken
+
     def start_workloads(self, seed: int, domain_index: int, until: int) -> None:
         """One task per workload, its demand applied over time by a process of its own."""
         for i, spec in enumerate(self.spec.workloads):
