@@ -2,28 +2,38 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
 
 .PHONY: run test bench notebooks clean
 
-run: $(STAMP)  ## set up, then run the quickstart scenario into results/quickstart/
+run: $(VENV)/.installed-run  ## set up (what running needs), then run the quickstart scenario into results/quickstart/
 	$(BIN)/balloonsim run scenarios/quickstart.yaml
 
-test: $(STAMP)  ## set up, then run the whole test suite
+test: $(VENV)/.installed-test  ## set up (with the test tools and Jupyter), then run the whole test suite
 	$(BIN)/python -m pytest
 
-bench: $(STAMP)  ## speed figures (not a test)
+bench: $(VENV)/.installed-run  ## speed figures (not a test)
 	$(BIN)/balloonsim bench
 
-notebooks: $(STAMP)  ## open the notebooks in JupyterLab
+notebooks: $(VENV)/.installed-notebooks  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "balloonsim needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+
+# one stamp per set of extras: each is installed when pyproject.toml is newer than its stamp
+$(VENV)/.installed-run: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e .
 	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[test,notebooks]'
+	@touch $@ $(VENV)/.installed-run $(VENV)/.installed-notebooks
+
+$(VENV)/.installed-notebooks: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
+	@touch $@ $(VENV)/.installed-run
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis

@@ -22,6 +22,7 @@ from balloonsim.kernel.balloon import BpState
 from balloonsim.kernel.guest import GuestKernel
 from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import Result, build_result
+from balloonsim.results.settings import run_settings
 from balloonsim.scenario.model import Event, Scenario
 from balloonsim.sim import END, EVENT, Timer
 from balloonsim.units import format_ns
@@ -158,6 +159,7 @@ class Simulation:
             "domains": len(self.guests),
             "timeline_rows": self.recorder.rows,
             "wall_s": round(wall_s, 3),
+            "settings": run_settings(self.scenario),
         }
 
     # -- the script ----------------------------------------------------------------------

@@ -14,6 +14,9 @@ from fractions import Fraction
 
 PAGE_SHIFT = 12
 PAGE_SIZE = 1 << PAGE_SHIFT  # 4 KiB on every architecture modelled here
+KIB_PER_PAGE = PAGE_SIZE >> 10  # xenstore's memory keys are in KiB
+PAGES_PER_MIB = (1 << 20) >> PAGE_SHIFT
+PAGES_PER_GIB = (1 << 30) >> PAGE_SHIFT
 NS_PER_S = 1_000_000_000
 
 _BINARY = {
@@ -138,6 +141,23 @@ def parse_rate_pages(text: str | int) -> int:
         return parse_pages(size.strip(), bare="pages")
     except UnitError as err:
         raise UnitError(f"{text!r}: {err}; expected {RATE_HELP}") from None
+
+
+def pages_to_kib(pages: int) -> int:
+    return pages * KIB_PER_PAGE
+
+
+def kib_to_pages(kib: int) -> int:
+    """Whole pages in ``kib`` KiB (rounded down, as the kernel's ``>> (PAGE_SHIFT - 10)``)."""
+    return kib // KIB_PER_PAGE
+
+
+def pages_to_mib(pages):  # int, float or a numpy array
+    return pages / PAGES_PER_MIB
+
+
+def ns_to_s(ns):  # int, float or a numpy array
+    return ns / NS_PER_S
 
 
 def format_ns(ns: int) -> str:

@@ -4,11 +4,12 @@ mm/oom_kill.c, mm/khugepaged.c of v5.12; kernel-facts §5)."""
 
 import pytest
 
-from balloonsim.kernel.arch import ARCHES, GiB_PAGES, zone_layout
+from balloonsim.arch import ARCHES, zone_layout
 from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Pages
 from balloonsim.kernel.oom import oom_badness, select_bad_process
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import compute_reserves
+from balloonsim.units import PAGES_PER_GIB as GiB_PAGES
 from conftest import make_mm
 
 

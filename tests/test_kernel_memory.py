@@ -5,9 +5,10 @@ import math
 
 import pytest
 
-from balloonsim.kernel.arch import ARCHES, GiB_PAGES, ZoneSpan, zone_layout
+from balloonsim.arch import ARCHES, ZoneSpan, zone_layout
 from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Pages
 from balloonsim.kernel.watermarks import compute_reserves, default_min_free_kbytes, mult_frac
+from balloonsim.units import PAGES_PER_GIB as GiB_PAGES
 from conftest import make_mm
 
 

@@ -49,7 +49,7 @@ COSTS_OF = {
 class CostMeter:
     def __init__(self, costs: Costs, activity: BalloonActivity):
         self.activity = activity
-        self.free = costs.free
+        self.timeless = costs.timeless
         self._counts = attrgetter(*COSTS_OF)
         self._unit_ns = tuple(sum(getattr(costs, c) for c in cs) for cs in COSTS_OF.values())
         self._charged = self._counts(activity)

@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 
 import simpy
 
-from balloonsim.kernel.arch import ARCHES, Arch, zone_layout
+from balloonsim.arch import ARCHES, Arch, zone_layout
 from balloonsim.kernel.balloon import BalloonDriver
 from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
@@ -86,7 +86,7 @@ class GuestKernel:
         self.xen_scrub_pages = spec.balloon.scrub_pages
         self.activity = BalloonActivity()
         self.meter = CostMeter(spec.costs, self.activity)
-        self.iterations_take_no_time = self.meter.free
+        self.iterations_take_no_time = self.meter.timeless
 
         spans = zone_layout(self.arch, spec.type, spec.memory)
         reserves = compute_reserves(
@@ -181,7 +181,7 @@ class GuestKernel:
         pass also gets a timeline row now and then.
         """
         self.activity.iterations += 1
-        if self.meter.free:
+        if self.meter.timeless:
             return ()
         if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
             self._pages_in_seen = self.activity.pages_in

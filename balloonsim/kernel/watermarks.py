@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from balloonsim.kernel.arch import ZoneSpan
+from balloonsim.arch import ZoneSpan
 
 SWAP_CLUSTER_MAX = 32
 PAGEBLOCK_PAGES = 512  # pageblock_nr_pages: 2 MiB (HPAGE_PMD_ORDER 9)

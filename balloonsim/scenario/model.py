@@ -13,9 +13,10 @@ import json
 import re
 from typing import Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
-from balloonsim.kernel.arch import ARCHES
+from balloonsim.arch import ARCHES
+from balloonsim.registry import DRIVERS, MANAGERS
 from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
 from balloonsim.scenario.types import (
     KiB,
@@ -28,6 +29,15 @@ from balloonsim.scenario.types import (
     PagesPerSecond,
 )
 from balloonsim.scenario.workloads import Workload
+
+
+class ManagerParams(Model):
+    """A host memory manager: its ``kind`` (a name in ``registry.MANAGERS``) and its own settings.
+
+    Each manager subclasses this with its parameters and their defaults.
+    """
+
+    kind: str
 
 
 class Host(Model):
@@ -44,6 +54,20 @@ class Host(Model):
     needed: Pages | None = Field(
         None, description="free memory the host needs (e.g. to start a VM): plotted, and when it was reached"
     )
+    manager: SerializeAsAny[ManagerParams] | None = Field(
+        None, description="the host memory manager that sets the guests' targets ({kind: NAME, ...its settings})"
+    )
+
+    @field_validator("manager", mode="before")
+    @classmethod
+    def _manager_params(cls, value: Any) -> Any:
+        """Validate the settings with the model of the manager ``kind`` names."""
+        if value is None or isinstance(value, ManagerParams):
+            return value
+        kind = value.get("kind") if isinstance(value, dict) else None
+        if kind not in MANAGERS:
+            raise ValueError(f"manager kind must be one of: {', '.join(MANAGERS.names()) or 'none registered'}")
+        return MANAGERS.load(kind).Params.model_validate(value)
 
 
 class Hotplug(Model):
@@ -93,11 +117,18 @@ class Kernel(Model):
 class Balloon(Model):
     """The balloon driver's tunables at boot (its sysfs files and sysctl)."""
 
-    driver: Literal["v5.12"] = Field("v5.12", description="balloon.c version (delayed-work driver of v5.12-v5.14)")
+    driver: str = Field("v5.12", description="balloon.c version: v5.12 (the delayed-work driver of v5.12-v5.14)")
     max_retry_count: int = Field(4, ge=0, description="0 = RETRY_UNLIMITED")
     max_schedule_delay: int = Field(32, ge=0, description="back-off cap, seconds")
     hotplug_unpopulated: Literal[0, 1] = 0
     scrub_pages: bool = True
+
+    @field_validator("driver")
+    @classmethod
+    def _registered(cls, driver: str) -> str:
+        if driver not in DRIVERS:
+            raise ValueError(f"unknown driver {driver!r}; drivers: {', '.join(DRIVERS.names())}")
+        return driver
 
 
 class Costs(Model):
@@ -132,7 +163,8 @@ class Costs(Model):
         return value
 
     @property
-    def free(self) -> bool:
+    def timeless(self) -> bool:
+        """True when every cost is zero (``costs: none``): the driver's work takes no simulated time."""
         return not any(getattr(self, name) for name in Costs.model_fields)
 
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-MiB_PAGES = 256  # 4 KiB pages per MiB
-GiB_PAGES = 1024 * MiB_PAGES
+from balloonsim.units import PAGES_PER_GIB, PAGES_PER_MIB
 
 
 @dataclass(frozen=True)
@@ -39,10 +38,10 @@ ARCHES: dict[str, Arch] = {
     # 4 KiB pages; SECTION_SIZE_BITS 27 since v5.12 (kernel-facts §5)
     "arm64": Arch("arm64", frame_list=512, lowmem_pages=None, section_pages=32768),
     # PAE: 896 MiB of lowmem, SECTION_SIZE_BITS 29 = 512 MiB (from memory)
-    "x86_32": Arch("x86_32", frame_list=1024, lowmem_pages=896 * MiB_PAGES, section_pages=131072),
+    "x86_32": Arch("x86_32", frame_list=1024, lowmem_pages=896 * PAGES_PER_MIB, section_pages=131072),
     # xen_pfn_t is uint64_t on ARM; 3G/1G split with a 240 MiB vmalloc area leaves
     # about 760 MiB of lowmem; SECTION_SIZE_BITS 28 = 256 MiB (both from memory)
-    "arm32": Arch("arm32", frame_list=512, lowmem_pages=760 * MiB_PAGES, section_pages=65536),
+    "arm32": Arch("arm32", frame_list=512, lowmem_pages=760 * PAGES_PER_MIB, section_pages=65536),
 }
 
 # x86 ZONE_DMA spans pfn 1..4095 minus the legacy hole 0xa0..0xff: 3999 pages,
@@ -51,9 +50,9 @@ X86_DMA_PRESENT = 3999
 X86_DMA_MANAGED = 3977
 # hvmloader puts the PCI hole below 4 GiB at 0xF0000000 by default: an HVM
 # guest's RAM above 3.75 GiB is relocated above 4 GiB, into ZONE_NORMAL.
-HVM_LOW_RAM_END = 3840 * MiB_PAGES
-DMA32_END = 4 * GiB_PAGES
-DMA_END = 16 * MiB_PAGES
+HVM_LOW_RAM_END = 3840 * PAGES_PER_MIB
+DMA32_END = 4 * PAGES_PER_GIB
+DMA_END = 16 * PAGES_PER_MIB
 
 
 @dataclass(frozen=True)
@@ -94,7 +93,7 @@ def zone_layout(arch: Arch, guest_type: str, pages: int) -> list[ZoneSpan]:
         zones.append(ZoneSpan("HighMem", high, managed_of(high), highmem=True))
         return zones
     if arch.lowmem_pages is None:  # arm64: RAM below 4 GiB is DMA32 (approximation)
-        dma32 = min(pages, 3 * GiB_PAGES)
+        dma32 = min(pages, 3 * PAGES_PER_GIB)
         zones.append(ZoneSpan("DMA32", dma32, managed_of(dma32)))
         zones.append(ZoneSpan("Normal", pages - dma32, managed_of(pages - dma32)))
         return zones

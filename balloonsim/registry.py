@@ -1,0 +1,53 @@
+"""The plug-in points: balloon driver versions and host memory managers, by name.
+
+Each entry is a name and where its code is (``"module:attribute"``), so the
+scenario schema can check a name without importing the model, and adding a
+driver version or a manager is one module plus one ``register`` line here.
+Tests and notebooks may register an object directly (a toy driver, a
+what-if manager).
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+
+class Registry:
+    def __init__(self, what: str):
+        self.what = what
+        self._entries: dict[str, Any] = {}
+
+    def register(self, name: str, target: Any) -> None:
+        """Add ``name``: an import path ``"package.module:attribute"`` or the object itself."""
+        if name in self._entries:
+            raise ValueError(f"{self.what} {name!r} is already registered")
+        self._entries[name] = target
+
+    def unregister(self, name: str) -> None:
+        del self._entries[name]
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def load(self, name: str) -> Any:
+        """The registered object, imported on first use."""
+        try:
+            target = self._entries[name]
+        except KeyError:
+            raise KeyError(f"no {self.what} {name!r}; registered: {', '.join(self._entries)}") from None
+        if isinstance(target, str):
+            module, _, attribute = target.partition(":")
+            target = self._entries[name] = getattr(importlib.import_module(module), attribute)
+        return target
+
+
+#: balloon.c versions (``balloon.driver``); each runs in the same guest kernel (kernel/interface.py)
+DRIVERS = Registry("balloon driver")
+DRIVERS.register("v5.12", "balloonsim.kernel.balloon:BalloonDriver")
+
+#: host memory managers (``host.manager.kind``): a decision policy run at its cadence (managers/base.py)
+MANAGERS = Registry("host memory manager")

@@ -1,0 +1,85 @@
+"""The settings a run used, grouped, for ``run.json`` and for labelling tables and figures.
+
+``run_settings(scenario)`` gives one entry per distinct combination of driver
+version, tunables, kernel build and costs, with how many domains (and which
+first) use it, so that even a 100,000-guest run is described in a few lines.
+``run_label(metadata)`` turns a result's metadata into the one line every
+figure carries: scenario, seed, driver settings, costs, host manager.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from balloonsim.scenario.model import Costs, Scenario
+
+_DEFAULT_COSTS = Costs().model_dump(mode="json")
+
+
+def costs_profile(costs: Costs) -> str | dict[str, str]:
+    """'none', 'calibrated' (the defaults), or the fields that differ from the defaults."""
+    if costs.timeless:
+        return "none"
+    dumped = costs.model_dump(mode="json")
+    changed = {k: v for k, v in dumped.items() if v != _DEFAULT_COSTS[k]}
+    return changed or "calibrated"
+
+
+def domain_settings(scenario: Scenario) -> list[dict[str, Any]]:
+    """Each domain's driver version, tunables, kernel build and costs."""
+    return [
+        {
+            "driver": d.balloon.driver,
+            "max_retry_count": d.balloon.max_retry_count,
+            "max_schedule_delay": d.balloon.max_schedule_delay,
+            "scrub_pages": d.balloon.scrub_pages,
+            "hotplug_unpopulated": d.balloon.hotplug_unpopulated,
+            "memory_hotplug": d.kernel.hotplug.enabled,
+            "hz": d.kernel.hz,
+            "arch": d.kernel.arch,
+            "type": d.type,
+            "costs": costs_profile(d.costs),
+        }
+        for d in scenario.domains
+    ]
+
+
+def run_settings(scenario: Scenario) -> dict[str, Any]:
+    """The run's settings: the host manager, and the domains grouped by identical settings."""
+    groups: dict[str, dict[str, Any]] = {}
+    for spec, settings in zip(scenario.domains, domain_settings(scenario), strict=True):
+        key = repr(sorted(settings.items()))
+        group = groups.setdefault(key, {**settings, "domains": 0, "first_domain": spec.name})
+        group["domains"] += 1
+    manager = scenario.host.manager
+    return {
+        "manager": None if manager is None else manager.model_dump(mode="json"),
+        "domain_groups": list(groups.values()),
+    }
+
+
+def _group_text(group: dict[str, Any]) -> str:
+    retries = group["max_retry_count"] or "unlimited"
+    costs = group["costs"]
+    costs_text = f"costs {costs}" if isinstance(costs, str) else "costs " + ", ".join(f"{k} {v}" for k, v in costs.items())
+    return (
+        f"driver {group['driver']} (max_retry_count {retries}, max_schedule_delay {group['max_schedule_delay']} s), "
+        f"{costs_text}"
+    )
+
+
+def run_label(metadata: dict[str, Any], most: int = 2) -> str:
+    """'quickstart, seed 1: driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs calibrated'."""
+    head = f"{metadata.get('scenario', '?')}, seed {metadata.get('seed', '?')}"
+    settings = metadata.get("settings") or {}
+    groups = settings.get("domain_groups") or []
+    parts = []
+    for group in groups[:most]:
+        text = _group_text(group)
+        parts.append(text if len(groups) == 1 else f"{group['domains']}× {text}")
+    if len(groups) > most:
+        parts.append(f"and {len(groups) - most} more setting groups")
+    manager = settings.get("manager")
+    if manager:
+        parts.append(f"manager {manager.get('kind')}")
+    return head + (": " + "; ".join(parts) if parts else "")
