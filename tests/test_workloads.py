@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from balloonsim.errors import ScenarioError
 from balloonsim.arch import ARCHES, zone_layout
+from balloonsim.errors import ScenarioError
 from balloonsim.kernel.watermarks import compute_reserves
 from balloonsim.scenario import parse_scenario
 from balloonsim.scenario.workloads import Workload

@@ -61,7 +61,9 @@ def run_settings(scenario: Scenario) -> dict[str, Any]:
 def _group_text(group: dict[str, Any]) -> str:
     retries = group["max_retry_count"] or "unlimited"
     costs = group["costs"]
-    costs_text = f"costs {costs}" if isinstance(costs, str) else "costs " + ", ".join(f"{k} {v}" for k, v in costs.items())
+    costs_text = (
+        f"costs {costs}" if isinstance(costs, str) else "costs " + ", ".join(f"{k} {v}" for k, v in costs.items())
+    )
     return (
         f"driver {group['driver']} (max_retry_count {retries}, max_schedule_delay {group['max_schedule_delay']} s), "
         f"{costs_text}"
