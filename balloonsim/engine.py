@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import simpy
 from tqdm import tqdm
@@ -47,6 +47,10 @@ def host_size(scenario: Scenario) -> tuple[int, int]:
     # only free given: leave room for every host_free event (memory of "other" consumers)
     released = sum(e.host_free for e in scenario.events if e.host_free is not None)
     return host.free + booted + released, host.free
+
+
+class ProgressSink(Protocol):
+    def simulated(self, now_ns: int, end_ns: int) -> None: ...
 
 
 class Simulation:
@@ -105,24 +109,35 @@ class Simulation:
 
     # -- running -------------------------------------------------------------------------
 
-    def run(self, progress: bool | None = None) -> Result:
+    def run(self, progress: bool | None | ProgressSink = None) -> Result:
+        """Run to the end and build the Result.
+
+        ``progress``: None shows a bar on a terminal for long runs, True/False forces it on/off;
+        an object with ``simulated(now_ns, end_ns)`` is told as simulated time passes instead.
+        """
         started = time.perf_counter()
         self._start_script()
         end = Timer(self.env, self.scenario.duration, END)
-        if progress is None:  # long runs get a bar, on a terminal only (tqdm's disable=None)
-            busy = sum(1 for d in self.scenario.domains if d.workloads) * self.scenario.duration / 1e9
-            long = len(self.scenario.events) >= PROGRESS_MIN_EVENTS or busy >= PROGRESS_MIN_WORKLOAD_DOMAIN_S
-            disable = None if long else True
+        if progress is None or isinstance(progress, bool):
+            if progress is None:  # long runs get a bar, on a terminal only (tqdm's disable=None)
+                busy = sum(1 for d in self.scenario.domains if d.workloads) * self.scenario.duration / 1e9
+                long = len(self.scenario.events) >= PROGRESS_MIN_EVENTS or busy >= PROGRESS_MIN_WORKLOAD_DOMAIN_S
+                disable = None if long else True
+            else:
+                disable = not progress
+            with tqdm(
+                total=self.scenario.duration / 1e9,
+                unit="sim s",
+                disable=disable,
+                leave=False,
+                desc=self.scenario.name,
+            ) as bar:
+                if bar.disable:
+                    self.env.run(until=end)
+                else:
+                    self._run_until(end, lambda now, _end: bar.update(now / 1e9 - bar.n))
         else:
-            disable = not progress
-        with tqdm(
-            total=self.scenario.duration / 1e9,
-            unit="sim s",
-            disable=disable,
-            leave=False,
-            desc=self.scenario.name,
-        ) as bar:
-            self._run_until(end, bar)
+            self._run_until(end, progress.simulated)
         for i in range(len(self.guests)):
             self._record(i, self.recorder.causes("end"))
         problem = self.host.conservation_problem(full=True)
@@ -136,17 +151,16 @@ class Simulation:
             self.metadata(wall),
         )
 
-    def _run_until(self, end: simpy.Event, bar: Any) -> None:
-        """env.run(until=end), in slices so that a progress bar can follow simulated time."""
-        if bar.disable:
-            self.env.run(until=end)
-            return
+    def _run_until(self, end: simpy.Event, simulated: Callable[[int, int], None]) -> None:
+        """env.run(until=end) in slices, telling ``simulated(now_ns, end_ns)`` after each."""
+        duration = self.scenario.duration
         slices = 200
         for k in range(1, slices + 1):
-            stop = Timer(self.env, max(0, self.scenario.duration * k // slices - self.env.now), END)
+            stop = Timer(self.env, max(0, duration * k // slices - self.env.now), END)
             self.env.run(until=stop)
-            bar.update(self.scenario.duration / slices / 1e9)
+            simulated(self.env.now, duration)
         self.env.run(until=end)
+        simulated(self.env.now, duration)
 
     def metadata(self, wall_s: float) -> dict[str, Any]:
         return {

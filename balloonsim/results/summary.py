@@ -144,6 +144,18 @@ def domain_summary(
     )
 
 
+def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
+    """The summary's rows, the guests that fared worst first: most OOM kills, then most unmet
+    demand (MiB·s), then farthest from their final target; ties keep the scenario's order."""
+    distance = (summary["final_target_pages"] - summary["final_current_pages"]).abs()
+    keys = pd.DataFrame(
+        {"oom": summary["oom_kills"], "unmet": summary["unmet_demand_mib_s"], "distance": distance},
+        index=summary.index,
+    )
+    order = keys.sort_values(["oom", "unmet", "distance"], ascending=False, kind="stable").index
+    return summary.loc[order]
+
+
 def host_needed_reached_s(host: pd.DataFrame, needed: int | None) -> float | None:
     """When host free memory first reached ``needed`` pages (None: never, or nothing needed)."""
     if not needed or not len(host):
