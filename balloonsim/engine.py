@@ -1,16 +1,18 @@
 """Build the simulated world from a scenario and run it.
 
 The world is one SimPy environment holding the Xen host, xenstore and the
-toolstack, and one ``GuestKernel`` per domain.  A script process applies the
-scenario's events in time order; each guest's balloon worker runs on its own
-delayed work.  After every event and every worker pass a timeline row is
-recorded and conservation is checked.
+toolstack, one ``GuestKernel`` per domain and, if the scenario names one, a
+host memory manager.  The engine only builds that world, applies the
+scenario's events at their times, and records: it is every guest's
+``KernelObserver``, turning what they report into timeline rows and events,
+and it checks conservation at every row.  It never changes the model.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, Protocol
 
 import simpy
@@ -18,14 +20,16 @@ from tqdm import tqdm
 
 from balloonsim import __version__
 from balloonsim.errors import SimulationError
-from balloonsim.kernel.balloon import BpState
 from balloonsim.kernel.guest import GuestKernel
+from balloonsim.managers.process import run_manager
+from balloonsim.registry import MANAGERS
 from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import Result, build_result
 from balloonsim.results.settings import run_settings
+from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Event, Scenario
 from balloonsim.sim import END, EVENT, Timer
-from balloonsim.units import format_ns
+from balloonsim.units import NS_PER_S, format_ns, kib_to_pages
 from balloonsim.xen.hypervisor import Host
 from balloonsim.xen.toolstack import STATIC_MAX, XEND_STATIC_MAX, Toolstack
 from balloonsim.xen.xenstore import XenStore
@@ -34,6 +38,10 @@ from balloonsim.xen.xenstore import XenStore
 #: domain-seconds of simulated time with workloads (both take seconds of wall time)
 PROGRESS_MIN_EVENTS = 20_000
 PROGRESS_MIN_WORKLOAD_DOMAIN_S = 50_000
+
+
+class ProgressSink(Protocol):
+    def simulated(self, now_ns: int, end_ns: int) -> None: ...
 
 
 def host_size(scenario: Scenario) -> tuple[int, int]:
@@ -49,12 +57,10 @@ def host_size(scenario: Scenario) -> tuple[int, int]:
     return host.free + booted + released, host.free
 
 
-class ProgressSink(Protocol):
-    def simulated(self, now_ns: int, end_ns: int) -> None: ...
-
-
 class Simulation:
-    def __init__(self, scenario: Scenario, seed: int | None = None, *, bulk_iterations: bool = True):
+    def __init__(self, scenario: Scenario | str | Path, seed: int | None = None, *, bulk_iterations: bool = True):
+        if not isinstance(scenario, Scenario):
+            scenario = load_scenario(scenario)
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
         self.env = simpy.Environment()
@@ -62,36 +68,36 @@ class Simulation:
         self.host = Host(total, free)
         self.xenstore = XenStore()
         self.toolstack = Toolstack(self.host, self.xenstore)
-        self.recorder = Recorder([d.name for d in scenario.domains])
         self.guests: list[GuestKernel] = []
-        self._last_target: list[int] = [0] * len(scenario.domains)
-        self.index: dict[str, int] = {}
+        self._index: dict[GuestKernel, int] = {}
         self.step = 0
-        self._cause_work = self.recorder.causes("work")
-        self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
-        self._last_row_ns = [0] * len(scenario.domains)
 
         for i, spec in enumerate(scenario.domains):
-            dom = self.host.create_domain(spec.name, spec.memory, spec.max_pages_at_boot)
-            static_max = spec.static_max_pages
-            if static_max is not None:
-                key = STATIC_MAX if spec.toolstack == "libxl" else XEND_STATIC_MAX
-                self.xenstore.write(dom.domid, key, str(static_max * 4))
-            if spec.initial_target_kib is not None:
-                self.toolstack.write_target(dom, spec.initial_target_kib)
+            dom = self.toolstack.create_domain(
+                spec.name,
+                memory_pages=spec.memory,
+                max_pages=spec.max_pages_at_boot,
+                static_max_pages=spec.static_max_pages,
+                static_max_key=STATIC_MAX if spec.toolstack == "libxl" else XEND_STATIC_MAX,
+                initial_target_kib=spec.initial_target_kib,
+            )
             guest = GuestKernel(
                 self.env,
                 spec,
                 host=self.host,
                 domain=dom,
                 xenstore=self.xenstore,
-                on_work_done=self._work_done,
-                on_trace=self._tracer(i),
-                on_row=self._guest_row,
+                observer=self,
                 bulk_iterations=bulk_iterations,
             )
             self.guests.append(guest)
-            self.index[spec.name] = i
+            self._index[guest] = i
+        self.recorder = Recorder([g.name for g in self.guests], [g.row_sources() for g in self.guests], self.host)
+        self._cause_work = self.recorder.causes("work")
+        self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
+        self._cause_manager = self.recorder.causes("manager")
+        self._last_row_ns = [0] * len(self.guests)
+
         problem = self.host.conservation_problem(full=True)
         if problem:
             raise SimulationError(f"at boot: {problem}")
@@ -100,12 +106,10 @@ class Simulation:
             self._record(i, self.recorder.causes("init"))
         for i, guest in enumerate(self.guests):
             guest.start_workloads(self.seed, i, scenario.duration)
-
-    def _tracer(self, index: int) -> Callable[[str, int, int, str], None]:
-        def trace(kind: str, pages: int, value: int, message: str) -> None:
-            self.recorder.event(self.env.now, index, kind, pages, value, message)
-
-        return trace
+        if scenario.host.manager is not None:
+            manager = MANAGERS.load(scenario.host.manager.kind)(scenario.host.manager)
+            applied: Callable[[int], None] = lambda i: self._record(i, self._cause_manager)  # noqa: E731
+            self.env.process(run_manager(self.env, manager, self.toolstack, self.guests, applied))
 
     # -- running -------------------------------------------------------------------------
 
@@ -119,23 +123,17 @@ class Simulation:
         self._start_script()
         end = Timer(self.env, self.scenario.duration, END)
         if progress is None or isinstance(progress, bool):
-            if progress is None:  # long runs get a bar, on a terminal only (tqdm's disable=None)
-                busy = sum(1 for d in self.scenario.domains if d.workloads) * self.scenario.duration / 1e9
-                long = len(self.scenario.events) >= PROGRESS_MIN_EVENTS or busy >= PROGRESS_MIN_WORKLOAD_DOMAIN_S
-                disable = None if long else True
-            else:
-                disable = not progress
             with tqdm(
-                total=self.scenario.duration / 1e9,
+                total=self.scenario.duration / NS_PER_S,
                 unit="sim s",
-                disable=disable,
+                disable=self._bar_disabled(progress),
                 leave=False,
                 desc=self.scenario.name,
             ) as bar:
                 if bar.disable:
                     self.env.run(until=end)
                 else:
-                    self._run_until(end, lambda now, _end: bar.update(now / 1e9 - bar.n))
+                    self._run_until(end, lambda now, _end: bar.update(now / NS_PER_S - bar.n))
         else:
             self._run_until(end, progress.simulated)
         for i in range(len(self.guests)):
@@ -150,6 +148,14 @@ class Simulation:
             {g.name: g.counters() for g in self.guests},
             self.metadata(wall),
         )
+
+    def _bar_disabled(self, progress: bool | None) -> bool | None:
+        """tqdm's ``disable``: a bar on a terminal (None) for long runs only, unless told."""
+        if progress is not None:
+            return not progress
+        busy = sum(1 for d in self.scenario.domains if d.workloads) * self.scenario.duration / NS_PER_S
+        long = len(self.scenario.events) >= PROGRESS_MIN_EVENTS or busy >= PROGRESS_MIN_WORKLOAD_DOMAIN_S
+        return None if long else True
 
     def _run_until(self, end: simpy.Event, simulated: Callable[[int, int], None]) -> None:
         """env.run(until=end) in slices, telling ``simulated(now_ns, end_ns)`` after each."""
@@ -180,7 +186,8 @@ class Simulation:
 
     def _start_script(self) -> None:
         """Apply the scenario's events in order, each at its time (one timer per instant)."""
-        self._plan = [self._compile(e) for e in self.scenario.events]
+        index = {g.name: i for i, g in enumerate(self.guests)}
+        self._plan = [self._compile(e, index) for e in self.scenario.events]
         self._next = 0
         self._apply_due()
 
@@ -199,12 +206,9 @@ class Simulation:
         if self._next < len(plan):
             Timer(env, plan[self._next][0] - env.now, EVENT).callbacks.append(self._apply_due)
 
-    def _compile(self, event: Event) -> tuple[int, int, Callable[..., Any], Any, int]:
-        index = -1 if event.domain is None else self.index[event.domain]
-        action = event.action
-        value = getattr(event, action)
-        cause = value.attribute if action == "sysfs" else action
-        return event.at, index, getattr(self, f"_on_{action}"), value, self.recorder.causes(cause)
+    def _compile(self, event: Event, index: dict[str, int]) -> tuple[int, int, Callable[..., Any], Any, int]:
+        domain = -1 if event.domain is None else index[event.domain]
+        return event.at, domain, getattr(self, f"_on_{event.action}"), event.value, self.recorder.causes(event.cause)
 
     # Handlers of domain events return True when the event's row is due now.
 
@@ -218,7 +222,7 @@ class Simulation:
     def _on_mem_set(self, guest: GuestKernel, kib: int, *_: Any) -> bool:
         error = self.toolstack.set_memory_target(guest.domain, kib)
         if error:
-            guest.trace("mem_set_failed", message=error)
+            guest.trace("mem_set_failed", kib_to_pages(kib), -1, error)
         return True
 
     def _on_max_pages(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
@@ -226,15 +230,11 @@ class Simulation:
         return True
 
     def _on_take(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        taken = guest.program_take(pages)
-        if taken < pages:
-            guest.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
+        guest.program_take(pages)
         return True
 
     def _on_give(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        given = guest.mm.give(pages)
-        if given < pages:
-            guest.trace("give_short", pages, given, f"the workload held only {given} pages")
+        guest.program_give(pages)
         return True
 
     def _on_alloc_ballooned(self, guest: GuestKernel, call: Any, index: int, cause: int) -> bool:
@@ -263,47 +263,32 @@ class Simulation:
         return True
 
     def _on_totalreserve(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        guest.mm.totalreserve_pages = pages
+        guest.set_totalreserve_pages(pages)
         return True
 
     def _on_mem_available(self, guest: GuestKernel, value: int | str, *_: Any) -> bool:
-        guest.mm.mem_available_fixed = None if value == "auto" else int(value)
+        guest.set_mem_available(value)
         return True
 
-    # -- rows and checks -----------------------------------------------------------------
+    # -- the guests' observer: rows, events, passes ----------------------------------------
 
-    def _work_done(self, guest: GuestKernel) -> None:
-        """After a balloon_process() pass: its row, and an event if it did not end DONE."""
-        index = self.index[guest.name]
-        guest.use_freed_memory()
-        stats = guest.driver.balloon_stats
-        state = guest.driver.state
-        if state is not None and state is not BpState.DONE:
-            credit = guest.driver.current_credit()
-            if state is BpState.EAGAIN:
-                message = f"retry {stats.retry_count} in {stats.schedule_delay} s"
-            elif state is BpState.WAIT:
-                message = "waiting for hot-added memory to be onlined"
-            elif stats.target_pages != self._last_target[index]:
-                message = f"target clamped to {stats.target_pages} pages (no memory hotplug)"
-            else:
-                message = "balloon operation canceled"
-            guest.trace(state.value, credit, stats.retry_count, message)
-        self._record(index, self._cause_work)
-
-    def _guest_row(self, guest: GuestKernel, cause: str, only_if_due: bool) -> None:
-        """A row the guest asks for; ``only_if_due`` (a long pass, kswapd): at most every ``progress_every``."""
-        index = self.index[guest.name]
+    def row(self, guest: GuestKernel, cause: str, only_if_due: bool = False) -> None:
+        index = self._index[guest]
         if not only_if_due or self.env.now - self._last_row_ns[index] >= self.scenario.progress_every:
             self._record(index, self.recorder.causes(cause))
+
+    def event(self, guest: GuestKernel, kind: str, pages: int, value: int, message: str) -> None:
+        self.recorder.event(self.env.now, self._index[guest], kind, pages, value, message)
+
+    def pass_done(self, guest: GuestKernel) -> None:
+        self._record(self._index[guest], self._cause_work)
 
     def _record(self, index: int, cause: int) -> None:
         """A timeline row for one domain, then the conservation checks of that step."""
         self.step += 1
         guest = self.guests[index]
         self._last_row_ns[index] = self.env.now
-        self.recorder.row(self.env.now, index, cause, guest, self.host)
-        self._last_target[index] = guest.driver.balloon_stats.target_pages
+        self.recorder.row(self.env.now, index, cause)
         problem = guest.conservation_problem() or self.host.conservation_problem()
         if problem:
             raise SimulationError(
@@ -312,6 +297,8 @@ class Simulation:
             )
 
 
-def run(scenario: Scenario, seed: int | None = None, *, progress: bool | None = None) -> Result:
-    """Run a scenario and return its Result (DataFrames).  ``seed`` overrides the scenario's."""
+def run(
+    scenario: Scenario | str | Path, seed: int | None = None, *, progress: bool | None | ProgressSink = None
+) -> Result:
+    """Run a scenario (or the scenario file at a path) and return its Result.  ``seed`` overrides the scenario's."""
     return Simulation(scenario, seed).run(progress=progress)

@@ -22,3 +22,7 @@ class SimulationError(BalloonsimError):
 
 class KernelBug(SimulationError):
     """A ``BUG_ON`` in the modelled kernel code fired."""
+
+
+class RunWarning(UserWarning):
+    """A run goes on, but something about it deserves a word (its size, for one)."""

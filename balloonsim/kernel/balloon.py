@@ -9,9 +9,9 @@ list is fully described by ``balloon_low`` and ``balloon_high``; loops that
 handle one page per turn handle a run of pages per turn here.
 
 Everything the driver calls outside balloon.c (the page allocator,
-hypercalls, the workqueue, memory hotplug) belongs to the ``GuestKernel``
-it is given, never to the driver, so a later driver version (the v5.15+
-kernel thread) can run in the same environment.
+hypercalls, the workqueue, memory hotplug) it reaches through the
+``BalloonKernel`` it is given (``kernel/interface.py``), never directly,
+so another driver version runs in the same environment.
 
 ``unsigned long`` fields are Python ints: a value that would wrap in C shows
 as the negative number it stands for, as in the oracle's CSV.
@@ -20,20 +20,22 @@ as the negative number it stands for, as in the oracle's CSV.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
+from balloonsim.columns import Column
 from balloonsim.errors import KernelBug, SimulationError
-from balloonsim.kernel.hotplug import MEM_ONLINE, Resource
-from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Gfp
-from balloonsim.kernel.workqueue import Mutex, WaitQueue, wait_event_interruptible
+from balloonsim.kernel.interface import (
+    ENOMEM,
+    GFP_BALLOON,
+    GFP_USER,
+    MEM_ONLINE,
+    RETRY_UNLIMITED,
+    BalloonKernel,
+    BalloonStats,
+    Gfp,
+    Resource,
+)
 from balloonsim.sim import Process
 
-if TYPE_CHECKING:
-    from balloonsim.kernel.guest import GuestKernel
-
-ENOMEM = 12
-RETRY_UNLIMITED = 0
 #: add_ballooned_pages() returning 0 this often without a page to take is the
 #: endless loop the kernel would be in (oracle README, livelock 2).
 LIVELOCK_ROUNDS = 10_000
@@ -52,35 +54,37 @@ class BpState(enum.Enum):
 
 BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = BpState
 
-
-@dataclass
-class BalloonStats:
-    """struct balloon_stats (include/xen/balloon.h)."""
-
-    current_pages: int = 0  # pages in the guest (populated)
-    target_pages: int = 0
-    target_unpopulated: int = 0  # pages lent to backends (alloc_xenballooned_pages)
-    total_pages: int = 0  # boot pages + hot-added pages
-    balloon_low: int = 0  # lowmem pages on the ballooned list
-    balloon_high: int = 0  # highmem pages on the ballooned list
-    schedule_delay: int = 1
-    max_schedule_delay: int = 32
-    retry_count: int = 1
-    max_retry_count: int = RETRY_UNLIMITED
+#: the ``state`` column: the value update_schedule() last returned, NONE before the first pass
+STATES = ("NONE", *(s.value for s in BpState))
+_STATE_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(BpState)}}
 
 
 class BalloonDriver:
     """The v5.12-v5.14 driver: a delayed work item on the system workqueue."""
 
     version = "v5.12"
+    COLUMNS = (
+        Column("current_pages"),
+        Column("target_pages"),
+        Column("target_unpopulated"),
+        Column("total_pages"),
+        Column("balloon_low"),
+        Column("balloon_high"),
+        Column("schedule_delay"),
+        Column("retry_count"),
+        Column("state", "category", STATES, fill=0),
+        Column("work_pending", "bool", fill=0),
+        Column("work_expiry"),  # jiffies; -1 when not pending
+        Column("backend_pages"),
+    )
 
-    def __init__(self, kernel: GuestKernel, *, memory_hotplug: bool, bulk_iterations: bool = True):
+    def __init__(self, kernel: BalloonKernel, *, memory_hotplug: bool, bulk_iterations: bool = True):
         self.kernel = kernel
         self.config_memory_hotplug = memory_hotplug  # CONFIG_XEN_BALLOON_MEMORY_HOTPLUG
-        self.frame_list_size = kernel.arch.frame_list  # ARRAY_SIZE(frame_list)
+        self.frame_list_size = kernel.frame_list_size  # ARRAY_SIZE(frame_list)
         self.balloon_stats = BalloonStats()
-        self.balloon_mutex = Mutex("balloon_mutex")
-        self.balloon_wq = WaitQueue(kernel.env)
+        self.balloon_mutex = kernel.mutex("balloon_mutex")
+        self.balloon_wq = kernel.wait_queue()
         self.balloon_worker = kernel.delayed_work(self.balloon_process, "balloon_worker")
         self.xen_hotplug_unpopulated = 0  # sysctl xen/balloon/hotplug_unpopulated
         # Not in balloon.c, but what an observer of the C code sees: the state
@@ -154,7 +158,7 @@ class BalloonDriver:
         return self._reserve_additional_memory_no_hotplug()
 
     def additional_memory_resource(self, pages: int) -> Resource | None:
-        resource = self.kernel.hotplug.allocate_resource(pages)
+        resource = self.kernel.allocate_resource(pages)
         if resource is None:
             self.kernel.printk("err", "Cannot allocate new System RAM resource")
         return resource
@@ -163,7 +167,7 @@ class BalloonDriver:
         if resource is None:
             return
         # no need to reset the region to identity-mapped: no I/O can be in it
-        self.kernel.hotplug.release_resource(resource)
+        self.kernel.release_resource(resource)
 
     def _reserve_additional_memory_hotplug(self) -> BpState:
         stats = self.balloon_stats
@@ -173,7 +177,7 @@ class BalloonDriver:
         if credit <= 0:
             return BP_WAIT
 
-        section = self.kernel.hotplug.section_pages
+        section = self.kernel.section_pages
         balloon_hotplug = -(-credit // section) * section  # round_up(credit, PAGES_PER_SECTION)
 
         resource = self.additional_memory_resource(balloon_hotplug)
@@ -186,7 +190,7 @@ class BalloonDriver:
         # add_memory_resource() onlines pages through xen_online_page(), which
         # takes balloon_mutex: drop it, the callers retry after re-taking it.
         self.balloon_mutex.unlock()
-        rc = self.kernel.hotplug.add_memory_resource(resource)
+        rc = self.kernel.add_memory_resource(resource)
         self.balloon_mutex.lock()
 
         if rc:
@@ -203,7 +207,15 @@ class BalloonDriver:
 
     def _reserve_additional_memory_no_hotplug(self) -> BpState:
         stats = self.balloon_stats
+        asked = stats.target_pages
         stats.target_pages = stats.current_pages + stats.target_unpopulated
+        # Not in balloon.c: tell the observer that the target it was given is gone.
+        self.kernel.trace(
+            "target_clamped",
+            asked,
+            stats.target_pages,
+            f"target clamped to {stats.target_pages} pages (no memory hotplug)",
+        )
         return BP_ECANCELED
 
     def xen_online_page(self, low: int, high: int) -> None:
@@ -241,7 +253,7 @@ class BalloonDriver:
         self.kernel.xenmem_reservation_va_mapping_update(rc)
 
         # Relinquish the pages back to the allocator.
-        self.kernel.mm.free_reserved_pages(low, high)
+        self.kernel.free_reserved_pages(low, high)
 
         self.balloon_stats.current_pages += rc
 
@@ -253,11 +265,11 @@ class BalloonDriver:
         nr_pages = min(nr_pages, self.frame_list_size)
 
         # alloc_page() once per page; the first failure ends the batch
-        low, high = self.kernel.mm.alloc_pages(nr_pages, gfp)
+        low, high = self.kernel.alloc_pages(nr_pages, gfp)
         if low + high < nr_pages:
             nr_pages = low + high
             state = BP_EAGAIN
-        self.kernel.mm.adjust_managed_page_count(-nr_pages)
+        self.kernel.adjust_managed_page_count(-nr_pages)
         self.kernel.xenmem_reservation_scrub_pages(nr_pages)
 
         # (kmap_flush_unused(): no kmaps in this model)
@@ -349,10 +361,10 @@ class BalloonDriver:
             if turns < 2:
                 return
             pages = turns * batch
-            low, high = self.kernel.mm.alloc_pages(pages, GFP_BALLOON)
+            low, high = self.kernel.alloc_pages(pages, GFP_BALLOON)
             if low + high != pages:
                 raise SimulationError(f"steady balloon-out of {pages} pages got {low + high}")
-            self.kernel.mm.adjust_managed_page_count(-pages)
+            self.kernel.adjust_managed_page_count(-pages)
             self.kernel.xenmem_reservation_scrub_pages(pages)
             self.kernel.xenmem_reservation_va_mapping_reset(pages)
             self.balloon_append(low, high)
@@ -368,7 +380,7 @@ class BalloonDriver:
                 raise SimulationError(f"steady populate of {pages} pages was not granted in full")
             low, high = self.balloon_retrieve(False, pages)
             self.kernel.xenmem_reservation_va_mapping_update(pages)
-            self.kernel.mm.free_reserved_pages(low, high)
+            self.kernel.free_reserved_pages(low, high)
             self.balloon_stats.current_pages += pages
         else:
             return
@@ -377,11 +389,10 @@ class BalloonDriver:
 
     def _steady_turns_out(self, wanted: int, batch: int) -> int:
         """How many coming balloon-out turns are full batches ending BP_DONE."""
-        mm = self.kernel.mm
         available = self.kernel.si_mem_available()
         reserve = self.kernel.totalreserve_pages
-        turns = min(wanted, mm.alloc_room(GFP_BALLOON)) // batch  # credit and allocator
-        if mm.mem_available_falls_with_free():
+        turns = min(wanted, self.kernel.alloc_room(GFP_BALLOON)) // batch  # credit and allocator
+        if self.kernel.mem_available_falls_with_free():
             # turn i sees MemAvailable = available - i*batch (never clamped at 0 while >= batch)
             turns = min(turns, available // batch)
             if available < wanted:  # then every turn is clamped: the totalreserve rule needs
@@ -391,9 +402,39 @@ class BalloonDriver:
                 return 0
         return max(0, turns)
 
-    def worker_schedule(self) -> tuple[bool, int]:
-        """For the timeline: is the worker pending, and its expiry in jiffies (-1: none)."""
-        return self.balloon_worker.pending, self.balloon_worker.expiry
+    # -- what an observer sees (not in balloon.c) ------------------------------------
+
+    def row_values(self) -> tuple[int, ...]:
+        stats = self.balloon_stats
+        worker = self.balloon_worker
+        return (
+            stats.current_pages,
+            stats.target_pages,
+            stats.target_unpopulated,
+            stats.total_pages,
+            stats.balloon_low,
+            stats.balloon_high,
+            stats.schedule_delay,
+            stats.retry_count,
+            _STATE_CODE[self.state],
+            worker.pending,
+            worker.expiry,
+            self.backend_pages,
+        )
+
+    def pass_outcome(self) -> tuple[str, int, int, str] | None:
+        """A worker pass that did not end DONE, for the events table."""
+        state = self.state
+        if state is None or state is BP_DONE:
+            return None
+        stats = self.balloon_stats
+        if state is BP_EAGAIN:
+            message = f"retry {stats.retry_count} in {stats.schedule_delay} s"
+        elif state is BP_WAIT:
+            message = "waiting for hot-added memory to be onlined"
+        else:
+            message = "balloon operation canceled"
+        return state.value, self.current_credit(), stats.retry_count, message
 
     # -- targets -------------------------------------------------------------------
 
@@ -409,8 +450,8 @@ class BalloonDriver:
             st = self.reserve_additional_memory()
             if st is not BP_ECANCELED:
                 self.balloon_mutex.unlock()
-                rc = yield from wait_event_interruptible(
-                    self.kernel.env, self.balloon_wq, lambda: self.balloon_list_length() > 0, signal_after
+                rc = yield from self.kernel.wait_event_interruptible(
+                    self.balloon_wq, lambda: self.balloon_list_length() > 0, signal_after
                 )
                 self.balloon_mutex.lock()
                 return -ENOMEM if rc else 0
@@ -487,7 +528,7 @@ class BalloonDriver:
         """PV boot: put an extra-memory region (never in totalram) in the balloon."""
         # If usable memory was limited (e.g. with mem=), don't add pages beyond it.
         extra_pfn_end = min(self.kernel.max_pfn, start_pfn + pages)
-        low, high = self.kernel.arch.split_by_zone(start_pfn, extra_pfn_end)
+        low, high = self.kernel.split_by_zone(start_pfn, extra_pfn_end)
         self.balloon_append(low, high)
         self.balloon_stats.total_pages += extra_pfn_end - start_pfn
 
@@ -509,8 +550,8 @@ class BalloonDriver:
         stats.max_retry_count = 4
 
         if self.config_memory_hotplug:
-            kernel.hotplug.set_online_page_callback(self.xen_online_page)
-            kernel.hotplug.register_memory_notifier(self.xen_memory_notifier)
+            kernel.set_online_page_callback(self.xen_online_page)
+            kernel.register_memory_notifier(self.xen_memory_notifier)
             kernel.register_sysctl("xen/balloon/hotplug_unpopulated", self.proc_hotplug_unpopulated)
 
         if kernel.xen_pv_domain and not kernel.config_xen_unpopulated_alloc:

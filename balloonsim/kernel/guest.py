@@ -1,27 +1,33 @@
-"""One guest kernel: the environment the balloon driver runs in, assembled from a scenario.
+"""One guest kernel: the environment a balloon driver runs in, assembled from a scenario.
 
-``GuestKernel`` is what the driver calls for everything outside balloon.c:
-the page allocator (``mm``), hypercalls, the workqueue, memory hotplug,
-xenstore, sysctl and printk.  It talks to Xen only as a real guest does,
-through hypercalls on its own domain and xenstore.
+``GuestKernel`` is the ``BalloonKernel`` of ``kernel/interface.py``: the page
+allocator and MemAvailable (``mm``), hypercalls, the workqueue, memory
+hotplug, sysctl and printk, for the driver version the scenario names
+(``registry.DRIVERS``).  It talks to Xen only as a real guest does, through
+hypercalls on its own domain and xenstore.  What it does is told to a
+``KernelObserver`` (the engine): rows due, events, ends of worker passes;
+the observer records and never changes the model.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import simpy
 
 from balloonsim.arch import ARCHES, Arch, zone_layout
-from balloonsim.kernel.balloon import BalloonDriver
+from balloonsim.errors import SimulationError
 from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
+from balloonsim.kernel.interface import BalloonDriver, Gfp, Resource
 from balloonsim.kernel.kswapd import Kswapd
-from balloonsim.kernel.mm import Gfp, GuestMemory
+from balloonsim.kernel.mm import GuestMemory
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import compute_reserves
-from balloonsim.kernel.workqueue import DelayedWork
+from balloonsim.kernel.workqueue import LIVELOCK_RUNS, DelayedWork, Mutex, WaitQueue, wait_event_interruptible
 from balloonsim.kernel.xen_balloon import XenBalloonFrontend
+from balloonsim.registry import DRIVERS
 from balloonsim.scenario.model import Domain as DomainSpec
 from balloonsim.sim import EVENT, WORK, Process, Timer, run_now
 from balloonsim.units import Clock, format_pages
@@ -29,13 +35,18 @@ from balloonsim.workload import demand_points, drive, workload_rng
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
 
-#: The driver versions a scenario can choose (``balloon.driver``); each runs in this same kernel.
-DRIVERS = {BalloonDriver.version: BalloonDriver}
 
-#: trace(kind, pages, value, message): one row of the events table
-TraceSink = Callable[[str, int, int, str], None]
-#: row(guest, cause, only_if_due): a timeline row now; only_if_due: unless one was recorded lately
-RowSink = Callable[["GuestKernel", str, bool], None]
+class KernelObserver(Protocol):
+    """Who records what a guest kernel does (the engine)."""
+
+    def row(self, guest: GuestKernel, cause: str, only_if_due: bool = False) -> None:
+        """A timeline row now; ``only_if_due``: unless one was recorded lately (a long pass, kswapd)."""
+
+    def event(self, guest: GuestKernel, kind: str, pages: int, value: int, message: str) -> None:
+        """One row of the events table."""
+
+    def pass_done(self, guest: GuestKernel) -> None:
+        """A balloon_process() pass has ended."""
 
 
 class GuestKernel:
@@ -47,9 +58,7 @@ class GuestKernel:
         host: Host,
         domain: Domain,
         xenstore: XenStore,
-        on_work_done: Callable[[GuestKernel], None],
-        on_trace: TraceSink,
-        on_row: RowSink = lambda guest, cause, only_if_due: None,
+        observer: KernelObserver,
         bulk_iterations: bool = True,
     ):
         self.env = env
@@ -58,15 +67,15 @@ class GuestKernel:
         self.host = host
         self.domain = domain
         self.xenstore = xenstore
-        self._on_work_done = on_work_done
-        self._on_trace = on_trace
-        self._on_row = on_row
+        self.observer = observer
         kconf = spec.kernel
 
         base = ARCHES[kconf.arch]
         lowmem = kconf.lowmem if kconf.lowmem is not None else base.lowmem_pages
         section = kconf.hotplug.section if kconf.hotplug.section is not None else base.section_pages
         self.arch = Arch(base.name, base.frame_list, lowmem, section)
+        self.frame_list_size = self.arch.frame_list
+        self.section_pages = section
         self.hz = kconf.hz
         self.clock = Clock(kconf.hz)
 
@@ -119,12 +128,14 @@ class GuestKernel:
         self.tasks = Tasks(self.mm, on_oom_kill=self._oom_killed, on_out_of_memory=self._out_of_memory)
         self._task_specs = {w.name: w for w in spec.workloads}
         self._pages_in_seen = 0
+        self._moved_at_last_pass = 0
+        self._passes_spinning = 0
         self.kswapd = Kswapd(
             env,
             self.mm,
             self.tasks,
             kconf.kswapd_rate,
-            on_step=lambda: self._on_row(self, "kswapd", True),
+            on_step=lambda: observer.row(self, "kswapd", True),
         )
         self.hotplug = MemoryHotplug(
             boot_end_pfn=self.max_pfn,
@@ -136,8 +147,8 @@ class GuestKernel:
         )
         self._sysctl: dict[str, Callable[[str], int]] = {}
 
-        driver = DRIVERS[spec.balloon.driver]
-        self.driver = driver(self, memory_hotplug=kconf.hotplug.enabled, bulk_iterations=bulk_iterations)
+        driver_class: type[BalloonDriver] = DRIVERS.load(spec.balloon.driver)
+        self.driver = driver_class(self, memory_hotplug=kconf.hotplug.enabled, bulk_iterations=bulk_iterations)
         self.frontend = XenBalloonFrontend(self, self.driver)
 
     def boot(self) -> None:
@@ -152,47 +163,71 @@ class GuestKernel:
             self.sysctl_write("xen/balloon/hotplug_unpopulated", str(tunables.hotplug_unpopulated))
         self.frontend.xen_balloon_init()
 
-    # -- services the driver calls ------------------------------------------------------
+    def row_sources(self) -> list:
+        """The components whose named columns make this guest's timeline rows, in column order."""
+        return [self.driver, self.host, self.domain, self.mm, self.tasks, self.hotplug]
+
+    # -- the page allocator and MemAvailable ------------------------------------------
+
+    def alloc_pages(self, count: int, gfp: Gfp) -> tuple[int, int]:
+        return self.mm.alloc_pages(count, gfp)
+
+    def free_reserved_pages(self, low: int, high: int) -> None:
+        self.mm.free_reserved_pages(low, high)
+
+    def adjust_managed_page_count(self, delta: int) -> None:
+        self.mm.adjust_managed_page_count(delta)
+
+    def si_mem_available(self) -> int:
+        return self.mm.si_mem_available()
 
     @property
     def totalreserve_pages(self) -> int:
         return self.mm.totalreserve_pages
 
-    def si_mem_available(self) -> int:
-        return self.mm.si_mem_available()
-
     def get_num_physpages(self) -> int:
         return self.spec.memory
 
-    def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
-        return DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", self._work_finished)
+    def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
+        return self.arch.split_by_zone(start_pfn, end_pfn)
 
-    def _work_finished(self) -> None:
-        self.activity.passes += 1
-        self._on_work_done(self)
+    def alloc_room(self, gfp: Gfp) -> int:
+        return self.mm.alloc_room(gfp)
 
-    def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
-        return work.schedule(delay)
+    def mem_available_falls_with_free(self) -> bool:
+        return self.mm.mem_available_falls_with_free()
 
-    def cond_resched(self) -> Iterable[simpy.Event]:
-        """Give up the CPU between batches: the events to wait for, none when work is free.
+    def _allocated(self, gfp: Gfp, wanted: int, got: int, reclaimed: int) -> None:
+        """After the driver's alloc_page() calls: count the work, note a failure."""
+        self.activity.allocated += got
+        self.activity.reclaimed += reclaimed
+        if got < wanted:
+            self.trace("alloc_failed", wanted, got, gfp.name)
+        self.kswapd.wakeup_kswapd()
 
-        The time of the turn just done passes here (see ``costs``); a long
-        pass also gets a timeline row now and then.
-        """
-        self.activity.iterations += 1
-        if self.meter.timeless:
-            return ()
-        if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
-            self._pages_in_seen = self.activity.pages_in
-            self.use_freed_memory()
-        self._on_row(self, "progress", True)
-        ns = self.meter.charge()
-        return (Timer(self.env, ns, WORK),) if ns else ()
+    # -- memory hotplug ------------------------------------------------------------------
 
-    def cond_resched_turns(self, turns: int) -> None:
-        """The cond_resched() calls of ``turns`` loop turns done at once."""
-        self.activity.iterations += turns
+    def allocate_resource(self, pages: int) -> Resource | None:
+        return self.hotplug.allocate_resource(pages)
+
+    def release_resource(self, resource: Resource) -> None:
+        self.hotplug.release_resource(resource)
+
+    def add_memory_resource(self, resource: Resource) -> int:
+        return self.hotplug.add_memory_resource(resource)
+
+    def set_online_page_callback(self, callback: Callable[[int, int], None]) -> None:
+        self.hotplug.set_online_page_callback(callback)
+
+    def register_memory_notifier(self, notifier: Callable[[int], None]) -> None:
+        self.hotplug.register_memory_notifier(notifier)
+
+    def _hotplug_event(self, kind: str, pages: int, pfn: int) -> None:
+        if kind == "hotplug_add":
+            self.activity.hotplugged += pages
+        self.trace(kind, pages, pfn)
+
+    # -- hypercalls -------------------------------------------------------------------------
 
     def xenmem_reservation_increase(self, count: int) -> int:
         self.activity.hypercalls += 1
@@ -226,6 +261,80 @@ class GuestKernel:
         if self.xen_pv_domain:
             self.activity.pv_updates += count
 
+    # -- scheduling -------------------------------------------------------------------------
+
+    def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
+        work = DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", lambda: self._work_finished(work))
+        return work
+
+    def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
+        return work.schedule(delay)
+
+    def mutex(self, name: str) -> Mutex:
+        return Mutex(name)
+
+    def wait_queue(self) -> WaitQueue:
+        return WaitQueue(self.env)
+
+    def wait_event_interruptible(
+        self, wq: WaitQueue, condition: Callable[[], bool], signal_after: int | None
+    ) -> Process:
+        return wait_event_interruptible(self.env, wq, condition, signal_after)
+
+    def cond_resched(self) -> Iterable[simpy.Event]:
+        """Give up the CPU between batches: the events to wait for, none when work is free.
+
+        The time of the turn just done passes here (see ``costs``); a long
+        pass also gets a timeline row now and then.
+        """
+        self.activity.iterations += 1
+        if self.meter.timeless:
+            return ()
+        if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
+            self._pages_in_seen = self.activity.pages_in
+            self.use_freed_memory()
+        self.observer.row(self, "progress", True)
+        ns = self.meter.charge()
+        return (Timer(self.env, ns, WORK),) if ns else ()
+
+    def cond_resched_turns(self, turns: int) -> None:
+        """The cond_resched() calls of ``turns`` loop turns done at once."""
+        self.activity.iterations += turns
+
+    def _work_finished(self, work: DelayedWork) -> None:
+        """A worker pass ended: memory it populated may meet waiting demand; its outcome is told."""
+        self.activity.passes += 1
+        self.use_freed_memory()
+        outcome = self.driver.pass_outcome()
+        if outcome is not None:
+            self.trace(*outcome)
+        self._check_spinning(work)
+        self.observer.pass_done(self)
+
+    def _check_spinning(self, work: DelayedWork) -> None:
+        """Not in the kernel: a worker that moves no page and requeues itself at once spins forever.
+
+        Without costs that happens at one instant (``DelayedWork`` stops it); with costs each pass
+        takes a little time, so count passes in a row instead.
+        """
+        a = self.activity
+        moved = a.pages_in + a.pages_out + a.hotplugged
+        requeued_at_once = work.pending and work.expiry <= self.clock.jiffies(self.env.now)
+        if moved != self._moved_at_last_pass or not requeued_at_once:
+            self._moved_at_last_pass = moved
+            self._passes_spinning = 0
+            return
+        self._passes_spinning += 1
+        if self._passes_spinning >= LIVELOCK_RUNS:
+            raise SimulationError(
+                f"livelock: {work.name} ran {LIVELOCK_RUNS} times in a row without moving a page, "
+                f"each time requeuing itself at once (max_schedule_delay "
+                f"{self.driver.balloon_stats.max_schedule_delay}); the modelled kernel code spins like this "
+                "until something else changes"
+            )
+
+    # -- sysctl, xenstore, printk -----------------------------------------------------------
+
     def register_sysctl(self, path: str, handler: Callable[[str], int]) -> None:
         self._sysctl[path] = handler
 
@@ -239,28 +348,30 @@ class GuestKernel:
         self.trace("printk", message=f"[{level}] {message}")
 
     def trace(self, kind: str, pages: int = -1, value: int = -1, message: str = "") -> None:
-        self._on_trace(kind, pages, value, message)
+        self.observer.event(self, kind, pages, value, message)
 
-    def _hotplug_event(self, kind: str, pages: int, pfn: int) -> None:
-        if kind == "hotplug_add":
-            self.activity.hotplugged += pages
-        self.trace(kind, pages, pfn)
+    # -- what users, programs and the toolstack do ------------------------------------------
 
-    def _allocated(self, gfp: Gfp, wanted: int, got: int, reclaimed: int) -> None:
-        """After the driver's alloc_page() calls: count the work, note a failure."""
-        self.activity.allocated += got
-        self.activity.reclaimed += reclaimed
-        if got < wanted:
-            self.trace("alloc_failed", wanted, got, gfp.name)
-        self.kswapd.wakeup_kswapd()
-
-    # -- what users and programs do ---------------------------------------------------
-
-    def program_take(self, pages: int) -> int:
+    def program_take(self, pages: int) -> None:
         """A scripted program's allocation (regardless of watermarks); kswapd wakes if it left memory short."""
         taken = self.mm.take(pages)
+        if taken < pages:
+            self.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
         self.kswapd.wakeup_kswapd()
-        return taken
+
+    def program_give(self, pages: int) -> None:
+        """A scripted program frees the pages it took most recently."""
+        given = self.mm.give(pages)
+        if given < pages:
+            self.trace("give_short", pages, given, f"the workload held only {given} pages")
+
+    def set_totalreserve_pages(self, pages: int) -> None:
+        """An override of totalreserve_pages (the oracle's ``totalreserve`` verb)."""
+        self.mm.totalreserve_pages = pages
+
+    def set_mem_available(self, value: int | str) -> None:
+        """Fix si_mem_available() at ``value``, or ``"auto"``: computed again."""
+        self.mm.mem_available_fixed = None if value == "auto" else int(value)
 
     def start_workloads(self, seed: int, domain_index: int, until: int) -> None:
         """One task per workload, its demand applied over time by a process of its own."""
@@ -277,7 +388,7 @@ class GuestKernel:
         """The tasks fault in what they demand; kswapd wakes if that left memory short; a row."""
         self.tasks.settle()
         self.kswapd.wakeup_kswapd()
-        self._on_row(self, cause, False)
+        self.observer.row(self, cause)
 
     def use_freed_memory(self) -> None:
         """Memory the balloon populated may meet demand that was waiting for it."""
@@ -340,7 +451,7 @@ class GuestKernel:
         if not self.hotplug.online_waiting():
             self.trace("online_nothing", message="no hot-added memory is waiting to be onlined")
 
-    # -- what the timeline reads -------------------------------------------------------
+    # -- what the summary and the checks read -------------------------------------------
 
     def counters(self) -> dict[str, int]:
         """For the summary: the balloon's activity, kswapd's work and the low watermark."""
@@ -350,7 +461,7 @@ class GuestKernel:
         return self.mm.used_pages() + self.tasks.anon_pages
 
     def present_pages(self) -> int:
-        return self.max_pfn + self.hotplug.added_pages
+        return self.hotplug.present_pages
 
     def conservation_problem(self) -> str | None:
         """None when every page of the guest is accounted for once; else what is wrong."""

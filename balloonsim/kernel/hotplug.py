@@ -19,26 +19,17 @@ pages included.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
-MEM_ONLINE = 1
-MEM_GOING_ONLINE = 2
+from balloonsim.columns import Column
+from balloonsim.kernel.interface import MEM_GOING_ONLINE, MEM_ONLINE, Resource
 
 OnlineCallback = Callable[[int, int], None]  # (lowmem pages, highmem pages) of one chunk
 Notifier = Callable[[int], None]
 
 
-@dataclass
-class Resource:
-    start_pfn: int
-    pages: int
-
-    @property
-    def end_pfn(self) -> int:
-        return self.start_pfn + self.pages
-
-
 class MemoryHotplug:
+    COLUMNS = (Column("offline_pages"), Column("present_pages"))
+
     def __init__(
         self,
         *,
@@ -62,6 +53,14 @@ class MemoryHotplug:
         self.online_page_callback: OnlineCallback | None = None
         self.notifiers: list[Notifier] = []
         self._on_event = on_event
+
+    @property
+    def present_pages(self) -> int:
+        """Boot RAM (up to max_pfn) and every hot-added page, online or not."""
+        return self.boot_end_pfn + self.added_pages
+
+    def row_values(self) -> tuple[int, ...]:
+        return (self.offline_pages, self.present_pages)
 
     def set_online_page_callback(self, callback: OnlineCallback) -> None:
         self.online_page_callback = callback

@@ -37,19 +37,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from balloonsim.columns import Column
+from balloonsim.kernel.interface import GFP_BALLOON, GFP_HIGHUSER_MOVABLE, GFP_USER, Gfp
 from balloonsim.kernel.watermarks import SWAP_CLUSTER_MAX  # pages one direct-reclaim round aims to free
-
-
-@dataclass(frozen=True)
-class Gfp:
-    name: str
-    highmem: bool  # __GFP_HIGHMEM: may use highmem (and prefers it)
-    noretry: bool = False  # __GFP_NORETRY: light reclaim only, never the OOM killer
-
-
-GFP_BALLOON = Gfp("GFP_BALLOON", highmem=True, noretry=True)
-GFP_USER = Gfp("GFP_USER", highmem=False)
-GFP_HIGHUSER_MOVABLE = Gfp("GFP_HIGHUSER_MOVABLE", highmem=True)  # a program's page faults
 
 #: make_room(pages, lowmem_only, may_oom): what reclaim does when page cache and slab are not
 #: enough: swap anonymous pages out, then (if allowed) call the OOM killer; the pages it freed
@@ -116,6 +106,16 @@ class LifoPages:
 
 
 class GuestMemory:
+    COLUMNS = (
+        Column("guest_free"),
+        Column("mem_available"),  # MemAvailable
+        Column("mem_total"),  # MemTotal: managed pages
+        Column("kernel_pages"),
+        Column("page_cache"),
+        Column("slab_reclaimable"),
+        Column("swap_pages"),
+    )
+
     def __init__(
         self,
         *,
@@ -149,6 +149,17 @@ class GuestMemory:
         self.swap_used = 0
         self._on_alloc = on_alloc  # (gfp, wanted, got, reclaimed) after alloc_pages()
         self.make_room: MakeRoom | None = None  # set by the kernel's tasks (swap, OOM killer)
+
+    def row_values(self) -> tuple[int, ...]:
+        return (
+            self.free_low + self.free_high,
+            self.si_mem_available(),
+            self.managed_pages,
+            self.kernel.total,
+            self.page_cache.total,
+            self.slab.total,
+            self.swap_used,
+        )
 
     @property
     def free_pages(self) -> int:

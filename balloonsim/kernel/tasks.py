@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from balloonsim.columns import Column
 from balloonsim.kernel.mm import GFP_HIGHUSER_MOVABLE, GuestMemory, Pages
 from balloonsim.kernel.oom import select_bad_process
 
@@ -37,23 +38,38 @@ class Task:
     killed: bool = False
 
     @property
+    def resident(self) -> int:
+        return self.anon.total
+
+    @property
     def unmet_anon(self) -> int:
         return max(0, self.demand_anon - self.anon.total - self.swapped)
 
 
 class Tasks:
+    COLUMNS = (
+        Column("anon_pages"),  # the tasks' resident anonymous pages and the scripted programs' pages
+        Column("demand_pages"),
+        Column("unmet_demand"),
+        Column("unmet_anon"),
+        Column("unmet_cache"),
+        Column("oom_count"),
+    )
+
     def __init__(
         self,
         mm: GuestMemory,
         *,
         on_oom_kill: Callable[[Task, int], None],
         on_out_of_memory: Callable[[Task, int], None],
+        before_oom_kill: Callable[[Task], None] | None = None,
     ):
         self.mm = mm
         self.tasks: list[Task] = []
         self.oom_kills = 0
         self._on_oom_kill = on_oom_kill  # (victim, pages freed)
         self._on_out_of_memory = on_out_of_memory  # (faulting task, pages it could not get): nothing to kill
+        self._before_oom_kill = before_oom_kill  # (victim): the state the OOM killer saw
         mm.make_room = self.make_room
 
     def add(self, name: str, oom_score_adj: int = 0) -> Task:
@@ -71,13 +87,24 @@ class Tasks:
         """What the workloads ask for, anonymous memory and page cache (a killed task's too)."""
         return sum(t.demand_anon + t.demand_cache for t in self.tasks)
 
-    def unmet_demand(self) -> int:
-        """Demand not held: anonymous pages neither resident nor swapped, page cache not resident.
+    def unmet_anon(self) -> int:
+        """Anonymous pages demanded but neither resident nor swapped (a killed task's, until it restarts)."""
+        return sum(t.unmet_anon for t in self.tasks)
 
-        A killed task's demand is unmet until it is started again.
-        """
-        anon = sum(t.unmet_anon for t in self.tasks)
-        return anon + max(0, sum(t.demand_cache for t in self.tasks) - self.mm.page_cache.total)
+    def unmet_cache(self) -> int:
+        """Page-cache demand not resident."""
+        return max(0, sum(t.demand_cache for t in self.tasks) - self.mm.page_cache.total)
+
+    def unmet_demand(self) -> int:
+        """Demand not held: anonymous pages neither resident nor swapped, page cache not resident."""
+        return self.unmet_anon() + self.unmet_cache()
+
+    def row_values(self) -> tuple[int, ...]:
+        programs = self.mm.programs.pages
+        if not self.tasks:
+            return (programs, 0, 0, 0, 0, self.oom_kills)
+        anon, cache = self.unmet_anon(), self.unmet_cache()
+        return (programs + self.anon_pages, self.demand_pages(), anon + cache, anon, cache, self.oom_kills)
 
     def cache_demand(self) -> int:
         """The page cache the live tasks read."""
@@ -171,6 +198,8 @@ class Tasks:
             task.anon.add(low, high)
 
     def _kill(self, victim: Task) -> int:
+        if self._before_oom_kill is not None:
+            self._before_oom_kill(victim)
         freed = victim.anon.total + victim.swapped
         self._free_anon(victim, victim.anon.total)
         self.mm.swap_used -= victim.swapped

@@ -15,18 +15,27 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import Protocol
 
+from balloonsim.kernel.interface import EINVAL, BalloonDriver
 from balloonsim.units import PAGE_SHIFT
 from balloonsim.xen.toolstack import STATIC_MAX, TARGET, XEND_STATIC_MAX
 
-if TYPE_CHECKING:
-    from balloonsim.kernel.balloon import BalloonDriver
-    from balloonsim.kernel.guest import GuestKernel
-
 ULONG_MASK = (1 << 64) - 1
-EINVAL = 22
 ERANGE = 34
+
+
+class FrontendKernel(Protocol):
+    """What xen-balloon.c calls in the kernel: xenbus, the scrub flag, what kind of domain this is."""
+
+    xen_pv_domain: bool
+    xen_initial_domain: bool
+    xen_scrub_pages: bool  # the xen_scrub_pages module parameter (drivers/xen/mem-reservation.c)
+
+    def register_xenbus_watch(self, path: str, callback: Callable[[str], None]) -> None: ...
+    def xenbus_read(self, path: str) -> str | None: ...
+    def trace(self, kind: str, pages: int = -1, value: int = -1, message: str = "") -> None: ...
 
 
 def _radix(text: str) -> tuple[int, str]:
@@ -98,7 +107,7 @@ def scan_llu(text: str | None) -> int | None:
 
 
 class XenBalloonFrontend:
-    def __init__(self, kernel: GuestKernel, driver: BalloonDriver):
+    def __init__(self, kernel: FrontendKernel, driver: BalloonDriver):
         self.kernel = kernel
         self.driver = driver
         self.watch_fired = False  # static bool watch_fired

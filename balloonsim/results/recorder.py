@@ -1,63 +1,34 @@
 """Column buffers for the timeline, host and events tables.
 
-A row is a tuple of ints appended to one flat ``array('q')`` (names and
-states are small integer codes), so recording costs one call and no Python
-object per row; the DataFrames are built once, at the end.
+The timeline's columns are whatever the model's components declare
+(``columns.Column``): each guest gives its components in column order
+(``GuestKernel.row_sources``), and a row is their ``row_values()`` one
+after another, appended to one flat ``array('q')``, so recording costs no
+Python object per row.  Guests whose components declare different columns
+(another driver version) share one table: a column a guest lacks gets the
+column's fill value.  The DataFrames are built once, at the end.
 """
 
 from __future__ import annotations
 
+import warnings
 from array import array
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
 
 import numpy as np
 
-from balloonsim.kernel.balloon import BpState
+from balloonsim.columns import Column, HasColumns
+from balloonsim.errors import RunWarning
+from balloonsim.xen.hypervisor import Host
 
-if TYPE_CHECKING:
-    from balloonsim.kernel.guest import GuestKernel
-    from balloonsim.xen.hypervisor import Host
-
-#: The timeline's recorded columns, in order (derived ones are added later).
-TIMELINE_FIELDS = (
-    "time_ns",
-    "domain",
-    "cause",
-    "current_pages",
-    "target_pages",
-    "target_unpopulated",
-    "total_pages",
-    "balloon_low",
-    "balloon_high",
-    "schedule_delay",
-    "retry_count",
-    "state",
-    "work_pending",
-    "work_expiry",
-    "host_free",
-    "dom_pages",
-    "max_pages",
-    "guest_free",
-    "mem_available",
-    "mem_total",
-    "kernel_pages",
-    "anon_pages",
-    "page_cache",
-    "slab_reclaimable",
-    "swap_pages",
-    "demand_pages",
-    "unmet_demand",
-    "oom_count",
-    "backend_pages",
-    "offline_pages",
-    "present_pages",
+#: the columns every timeline row starts with (``domain`` and ``cause`` as codes)
+KEY_COLUMNS = (
+    Column("time_ns"),
+    Column("domain", "category"),
+    Column("cause", "category"),
 )
 HOST_FIELDS = ("time_ns", "domain", "cause", "host_free", "domain_pages", "other_pages")
 EVENT_FIELDS = ("time_ns", "domain", "kind", "pages", "value")
-
-#: ``state``: the value update_schedule() last returned, NONE before the first pass.
-STATES = ("NONE", *(s.value for s in BpState))
-_STATE_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(BpState)}}
 
 
 class Codes:
@@ -76,63 +47,65 @@ class Codes:
 
 
 class Recorder:
-    def __init__(self, domain_names: list[str]):
+    def __init__(self, domain_names: list[str], row_sources: list[Sequence[HasColumns]], host: Host):
         self.domains = list(domain_names)
+        self.host_model = host
         self.causes = Codes(("init", "work", "end"))
         self.kinds = Codes()
+        self.columns: list[Column] = list(KEY_COLUMNS)
+        for sources in row_sources:
+            for source in sources:
+                for column in source.COLUMNS:
+                    if all(c.name != column.name for c in self.columns):
+                        self.columns.append(column)
+        position = {c.name: i for i, c in enumerate(self.columns)}
+        self._layouts: list[tuple[Sequence[HasColumns], list[int] | None]] = []
+        for sources in row_sources:
+            slots = [position[c.name] for source in sources for c in source.COLUMNS]
+            whole = slots == list(range(len(KEY_COLUMNS), len(self.columns)))
+            self._layouts.append((tuple(sources), None if whole else slots))
         self.timeline = array("q")
         self.host = array("q")
         self.events = array("q")
         self.messages: list[str] = []
         self.rows = 0
+        self._warn_at = 10_000_000
 
-    def row(self, now: int, index: int, cause: int, guest: GuestKernel, host: Host) -> None:
-        """One timeline row (and one host row) after an event or a worker pass."""
-        stats = guest.driver.balloon_stats
-        pending, expiry = guest.driver.worker_schedule()
-        mm = guest.mm
-        tasks = guest.tasks
-        if tasks.tasks:
-            anon, demand, unmet = tasks.anon_pages, tasks.demand_pages(), tasks.unmet_demand()
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def row(self, now: int, index: int, cause: int) -> None:
+        """One timeline row (and one host row) for domain ``index``, its values asked of its components."""
+        sources, slots = self._layouts[index]
+        timeline = self.timeline
+        if slots is None:
+            timeline.extend((now, index, cause))
+            for source in sources:
+                timeline.extend(source.row_values())
         else:
-            anon = demand = unmet = 0
-        self.timeline.extend(
-            (
-                now,
-                index,
-                cause,
-                stats.current_pages,
-                stats.target_pages,
-                stats.target_unpopulated,
-                stats.total_pages,
-                stats.balloon_low,
-                stats.balloon_high,
-                stats.schedule_delay,
-                stats.retry_count,
-                _STATE_CODE[guest.driver.state],
-                pending,
-                expiry,
-                host.free_pages,
-                guest.domain.tot_pages,
-                guest.domain.max_pages,
-                mm.free_low + mm.free_high,
-                mm.si_mem_available(),
-                mm.managed_pages,
-                mm.kernel.total,
-                mm.programs.pages + anon,
-                mm.page_cache.total,
-                mm.slab.total,
-                mm.swap_used,
-                demand,
-                unmet,
-                tasks.oom_kills,
-                guest.driver.backend_pages,
-                guest.hotplug.offline_pages,
-                guest.present_pages(),
-            )
-        )
+            values = [c.fill for c in self.columns]
+            values[:3] = (now, index, cause)
+            for slot, value in zip(slots, (v for s in sources for v in s.row_values()), strict=True):
+                values[slot] = value
+            timeline.extend(values)
+        host = self.host_model
         self.host.extend((now, index, cause, host.free_pages, host.domain_pages, host.other_pages))
         self.rows += 1
+        if self.rows >= self._warn_at:
+            self._warn_size()
+
+    def _warn_size(self) -> None:
+        """Say so when the tables grow large: a run's memory grows with its rows."""
+        size = (len(self.timeline) + len(self.host)) * self.timeline.itemsize
+        warnings.warn(
+            RunWarning(
+                f"the timeline has {self.rows:,} rows ({size / 2**30:.1f} GiB in memory so far, about twice that "
+                "once the tables are built); fewer rows: a larger progress_every, fewer events, a shorter duration"
+            ),
+            stacklevel=3,
+        )
+        self._warn_at *= 2
 
     def event(self, now: int, index: int, kind: str, pages: int, value: int, message: str) -> None:
         self.events.extend((now, index, self.kinds(kind), pages, value))

@@ -8,11 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from balloonsim.results.recorder import EVENT_FIELDS, HOST_FIELDS, STATES, TIMELINE_FIELDS, Recorder
+from balloonsim.columns import Column
+from balloonsim.results.recorder import EVENT_FIELDS, HOST_FIELDS, Recorder
 from balloonsim.results.summary import domain_summary, target_episodes
-from balloonsim.units import NS_PER_S, PAGE_SIZE
+from balloonsim.units import NS_PER_S, pages_to_mib
 
-MIB = 1 << 20
 HOST = "(host)"
 
 
@@ -56,25 +56,32 @@ def build_result(
     domains = pd.CategoricalDtype(recorder.domains)
     causes = pd.CategoricalDtype(recorder.causes.names)
 
-    m = Recorder.matrix(recorder.timeline, len(TIMELINE_FIELDS))
-    cols = {name: m[:, i] for i, name in enumerate(TIMELINE_FIELDS)}
+    m = Recorder.matrix(recorder.timeline, len(recorder.columns))
+    cols = {c.name: m[:, i] for i, c in enumerate(recorder.columns)}
     time_ns = cols["time_ns"]
     hz_of_row = np.asarray(hz, dtype=np.int64)[cols["domain"]]
-    coded = {  # the columns recorded as small integer codes
-        "domain": lambda c: pd.Categorical.from_codes(c, dtype=domains),
-        "cause": lambda c: pd.Categorical.from_codes(c, dtype=causes),
-        "state": lambda c: pd.Categorical.from_codes(c, categories=STATES),
-        "work_pending": lambda c: c.astype(bool),
-    }
+
+    def decoded(column: Column) -> Any:
+        values = cols[column.name]
+        if column.name == "domain":
+            return pd.Categorical.from_codes(values, dtype=domains)
+        if column.name == "cause":
+            return pd.Categorical.from_codes(values, dtype=causes)
+        if column.kind == "category":
+            return pd.Categorical.from_codes(values, categories=column.categories)
+        if column.kind == "bool":
+            return values.astype(bool)
+        return values
+
     timeline = pd.DataFrame(
         {
             "time_ns": time_ns,
             "time_s": time_ns / NS_PER_S,
             # jiffies in each domain's HZ, without overflowing int64 on long runs
             "jiffies": time_ns // NS_PER_S * hz_of_row + time_ns % NS_PER_S * hz_of_row // NS_PER_S,
-            **{name: coded.get(name, lambda c: c)(cols[name]) for name in TIMELINE_FIELDS[1:]},
-            "current_mib": cols["current_pages"] * PAGE_SIZE / MIB,
-            "target_mib": cols["target_pages"] * PAGE_SIZE / MIB,
+            **{c.name: decoded(c) for c in recorder.columns[1:]},
+            "current_mib": pages_to_mib(cols["current_pages"]),
+            "target_mib": pages_to_mib(cols["target_pages"]),
         }
     )
 
@@ -88,7 +95,7 @@ def build_result(
             "host_free": h[:, 3],
             "domain_pages": h[:, 4],
             "other_pages": h[:, 5],
-            "host_free_mib": h[:, 3] * PAGE_SIZE / MIB,
+            "host_free_mib": pages_to_mib(h[:, 3]),
         }
     )
 

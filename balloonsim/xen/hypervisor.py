@@ -11,7 +11,9 @@ belongs to "other" consumers (Xen's heap, dom0, unsimulated guests), so that
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
+from balloonsim.columns import Column
 from balloonsim.errors import SimulationError
 
 
@@ -19,19 +21,29 @@ from balloonsim.errors import SimulationError
 class Domain:
     """Xen's ``struct domain``, the memory part."""
 
+    COLUMNS: ClassVar[tuple[Column, ...]] = (Column("dom_pages"), Column("max_pages"))
+
     domid: int
     name: str
     tot_pages: int
     max_pages: int
 
+    def row_values(self) -> tuple[int, ...]:
+        return (self.tot_pages, self.max_pages)
+
 
 class Host:
+    COLUMNS = (Column("host_free"),)
+
     def __init__(self, total_pages: int, free_pages: int):
         self.total_pages = total_pages
         self.free_pages = free_pages
         self.domains: list[Domain] = []
         self.domain_pages = 0  # Σ tot_pages, kept as domains change
         self.other_pages = total_pages - free_pages
+
+    def row_values(self) -> tuple[int, ...]:
+        return (self.free_pages,)
 
     def create_domain(self, name: str, tot_pages: int, max_pages: int) -> Domain:
         """A domain built with ``tot_pages`` already allocated to it (from the other pool)."""

@@ -10,6 +10,7 @@ so a guest can populate at most about 1 MiB above its target.
 
 from __future__ import annotations
 
+from balloonsim.units import kib_to_pages, pages_to_kib
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
 
@@ -24,6 +25,28 @@ class Toolstack:
     def __init__(self, host: Host, xenstore: XenStore):
         self.host = host
         self.xenstore = xenstore
+
+    def create_domain(
+        self,
+        name: str,
+        *,
+        memory_pages: int,
+        max_pages: int,
+        static_max_pages: int | None,
+        static_max_key: str = STATIC_MAX,
+        initial_target_kib: int | None,
+    ) -> Domain:
+        """Build a domain with its memory, then write its memory keys to xenstore as the toolstack does.
+
+        libxl writes ``memory/static-max`` and ``memory/target`` (libxl__build_post, tools/libs/light/libxl_dom.c);
+        xend wrote static-max as ``memory/memory_static_max``.  None leaves a key unwritten.
+        """
+        dom = self.host.create_domain(name, memory_pages, max_pages)
+        if static_max_pages is not None:
+            self.xenstore.write(dom.domid, static_max_key, str(pages_to_kib(static_max_pages)))
+        if initial_target_kib is not None:
+            self.write_target(dom, initial_target_kib)
+        return dom
 
     def write_target(self, dom: Domain, target_kib: int) -> None:
         """xenstore-write memory/target (KiB)."""
@@ -41,6 +64,6 @@ class Toolstack:
         if new_target_kib > int(static_max):
             return "memory_dynamic_max must be less than or equal to memory_static_max"
         if enforce:  # xc_domain_setmaxmem takes KiB; Xen keeps pages
-            self.host.set_max_pages(dom, (new_target_kib + videoram + LIBXL_MAXMEM_CONSTANT_KIB) // 4)
+            self.host.set_max_pages(dom, kib_to_pages(new_target_kib + videoram + LIBXL_MAXMEM_CONSTANT_KIB))
         self.write_target(dom, new_target_kib)
         return None
