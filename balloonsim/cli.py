@@ -1,8 +1,12 @@
 """The ``balloonsim`` command.
 
-Exit status: 0 success; 1 a run failed (a broken invariant, a livelock) or a
-comparison found differences; 2 bad input (a scenario or script that cannot
-be used, a wrong option).
+Exit status: 0 success; 1 a run failed (a broken invariant, a livelock), its
+result could not be written (disk full, another run writing the same folder)
+or a comparison found differences; 2 bad input (a scenario or script that
+cannot be used, a wrong option, an output folder that must not or cannot be
+written, a damaged result); 128 + the signal's number when interrupted (130
+Ctrl-C, 143 SIGTERM); 141 when standard output's reader stopped reading
+(``| head``), as for a command killed by SIGPIPE: what was written stays.
 
 Commands import what they need when they run, so ``--help`` answers at once.
 """
@@ -11,6 +15,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
+import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,10 +41,13 @@ examples:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status (the module's docstring).  Errors are one line each, never a traceback."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # a reader that has gone shows here, not at exit
+        return status
     except ScenarioError as err:
         for problem in err.problems:
             print(problem, file=sys.stderr)
@@ -48,10 +57,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except BalloonsimError as err:
         print(f"balloonsim: {err}", file=sys.stderr)
+        return getattr(err, "exit_status", 1)  # 2 for the user's own input (store.ResultError)
+    except KeyboardInterrupt as err:
+        print("balloonsim: interrupted; no half-written result was left", file=sys.stderr)
+        return 128 + getattr(err, "signum", signal.SIGINT)
+    except BrokenPipeError:
+        _discard_stdout()
+        return 141
+    except OSError as err:
+        print(f"balloonsim: {err}", file=sys.stderr)
         return 1
-    except KeyboardInterrupt:
-        print("balloonsim: interrupted; nothing was written", file=sys.stderr)
-        return 130
+
+
+def _discard_stdout() -> None:
+    """Standard output's reader has gone: what is left to print goes to /dev/null, so the final
+    flush at exit cannot fail (the recipe of Python's signal module documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -72,14 +94,26 @@ def build_parser() -> argparse.ArgumentParser:
         "and the memory of the guests with workloads that suffered most) as PNG into DIR.",
     )
     p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML)")
-    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write (default: results/<name>/)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where to write: a new or empty folder, or an earlier result to replace (default: results/<name>/)",
+    )
     p.add_argument("--seed", type=int, metavar="N", help="random seed (default: the scenario's seed)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into DIR even if it holds other files; only balloonsim's own there "
+        "(its tables, run.json and figures) are replaced, nothing else is touched",
+    )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="show a progress bar (default: on long runs)",
+        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",
     )
     p.set_defaults(func=cmd_run)
 
@@ -89,7 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read the tables in RESULT_DIR (written by 'balloonsim run') and draw its figures as PNG.",
     )
     p.add_argument("result", type=Path, metavar="RESULT_DIR", help="a directory written by 'balloonsim run'")
-    p.add_argument("-o", "--output", type=Path, metavar="DIR", help="where to write the PNGs (default: RESULT_DIR)")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where to write the PNGs, replacing files of the same names (default: RESULT_DIR)",
+    )
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
@@ -138,23 +178,27 @@ def build_parser() -> argparse.ArgumentParser:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from balloonsim.engine import Simulation
+    from balloonsim.progress import RunProgress
+    from balloonsim.results.store import TABLES, check_destination, save_result
     from balloonsim.scenario import load_scenario
 
     scenario = load_scenario(args.scenario)
     out = args.output or Path("results") / scenario.name
-    result = Simulation(scenario, args.seed).run(progress=args.progress)
-
+    check_destination(out, force=args.force)  # before simulating, not after
     figures: list[str] = []
+    with RunProgress(scenario.name, args.progress) as progress:
+        result = Simulation(scenario, args.seed).run(progress=progress if progress.shown else False)
 
-    def draw(tmp: Path) -> None:
-        if not args.no_plot:
-            from balloonsim.plots import write_figures
+        def draw(tmp: Path) -> None:
+            if not args.no_plot:
+                from balloonsim.plots import write_figures
 
-            figures.extend(write_figures(result, tmp))
+                progress.drawing()
+                figures.extend(write_figures(result, tmp))
 
-    from balloonsim.results.store import save_result
-
-    save_result(result, out, scenario=scenario.model_dump(mode="json"), extra=draw)
+        progress.saving(len(TABLES))
+        definition = scenario.model_dump(mode="json")
+        save_result(result, out, scenario=definition, extra=draw, force=args.force, on_table=progress.saved)
     print(render_summary(result))
     print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json{_listed(figures)})")
     return 0
@@ -166,16 +210,11 @@ def _listed(figures: list[str]) -> str:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from balloonsim.plots import write_figures
-    from balloonsim.results.store import load_result
+    from balloonsim.results.store import load_result, save_figures
 
-    try:
-        result = load_result(args.result)
-    except FileNotFoundError as err:
-        print(f"balloonsim: {err}", file=sys.stderr)
-        return 2
+    result = load_result(args.result)
     out = args.output or args.result
-    out.mkdir(parents=True, exist_ok=True)
-    figures = write_figures(result, out)
+    figures = save_figures(out, lambda tmp: write_figures(result, tmp))
     print(f"wrote {out}/ ({', '.join(figures)})")
     return 0
 

@@ -4,22 +4,33 @@ Layout of ``results/<scenario>/``::
 
     timeline.parquet  events.parquet  host.parquet  targets.parquet  summary.parquet
     run.json          scenario name and sha256, seed, version, row counts, wall time,
-                      and the validated scenario itself
-    timeline.png      (written by the command line)
+                      the validated scenario itself, and the files balloonsim wrote
+    *.png             the figures (written by the command line)
 
 Each Parquet file carries the run's identity (scenario hash, seed, version)
-in its schema metadata under the key ``balloonsim``.  The directory is built
-under a temporary name and renamed into place, so an interrupted run leaves
-no half-written result.
+in its schema metadata under the key ``balloonsim``.
+
+A folder is a result when its ``run.json`` carries the key ``balloonsim_result``;
+``result_files`` there lists the files balloonsim wrote, the only ones it ever
+replaces or removes.  A result is saved only into a folder that is absent, empty
+or an earlier result (``force``: any folder, touching only balloonsim's files).
+It is built in a temporary folder beside the destination, with one writer at a
+time (a lock file beside it), and swapped in when complete; SIGTERM while saving
+removes what was begun.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import secrets
 import shutil
-import tempfile
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +38,120 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from balloonsim.errors import BalloonsimError
 from balloonsim.results.result import Result
 
 TABLES = ("timeline", "events", "host", "targets", "summary")
 METADATA_KEY = b"balloonsim"
 #: metadata that identifies a run (kept in every Parquet file; wall time is not)
 IDENTITY = ("scenario", "scenario_sha256", "seed", "balloonsim_version")
+#: run.json keys: the marker of a result folder (its format version) and the files balloonsim wrote
+FORMAT_KEY = "balloonsim_result"
+FORMAT_VERSION = 1
+FILES_KEY = "result_files"
+RUN_JSON = "run.json"
+#: signals that end a save early: they raise Interrupted, so its temporary files are removed
+CAUGHT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class ResultError(BalloonsimError):
+    """A folder that cannot be read as a result, or cannot take one: the user's to fix."""
+
+    exit_status = 2
+
+
+class NotAResult(ResultError, FileNotFoundError):
+    """A folder without a balloonsim ``run.json`` or one of its tables."""
+
+
+class ResultBusy(BalloonsimError):
+    """Another writer holds the destination's lock."""
+
+
+class SaveError(BalloonsimError):
+    """Writing a result or its figures failed (disk full, permission): nothing was half-written."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A signal ended a save; what it had begun is removed.  Exit status 128 + ``signum``."""
+
+    def __init__(self, signum: int):
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a result goes, checked: its resolved ``path``; ``merge``: a forced write into a folder
+    with files balloonsim did not write, so balloonsim's files are replaced one by one there;
+    ``own``: balloonsim's files already in it."""
+
+    path: Path
+    merge: bool
+    own: frozenset[str]
+
+
+def check_destination(directory: str | Path, *, force: bool = False) -> Destination:
+    """Refuse (ResultError, one line) a folder a result must not or cannot be written to."""
+    shown = Path(directory)
+    path = shown.resolve()
+    cwd = Path.cwd().resolve()
+    if path == cwd or path in cwd.parents:
+        raise ResultError(
+            f"{shown}: is the current directory or holds it, which cannot be replaced; "
+            f"write into a folder of its own, e.g. {shown / 'results'}"
+        )
+    _check_writable(shown, path)
+    if not path.exists():
+        return Destination(path, merge=False, own=frozenset())
+    try:
+        entries = set(os.listdir(path))
+    except OSError as err:
+        raise ResultError(f"{shown}: cannot be read ({err.strerror}); choose another folder") from None
+    own = frozenset(_own_files(path) & entries)
+    others = entries - own
+    if others and not force:
+        raise ResultError(
+            f"{shown}: holds files balloonsim did not write ({_some(others)}); write to a new folder, "
+            "or use --force to replace only balloonsim's own files there"
+        )
+    return Destination(path, merge=bool(others), own=own)
+
+
+def _check_writable(shown: Path, path: Path) -> None:
+    """``path`` is a folder or can be made one, and its parent (for the temporary folder) and itself can be written."""
+    if path.exists() and not path.is_dir():
+        raise ResultError(f"{shown}: is a file, not a folder; choose a folder for the results")
+    place = path.parent
+    while not place.exists():
+        place = place.parent
+    if not place.is_dir():
+        raise ResultError(f"{shown}: {place} is a file, so no folder can be made under it; choose another folder")
+    for folder in (place, path) if path.exists() else (place,):
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise ResultError(f"{shown}: cannot write in {folder} (no permission, or read-only); choose another folder")
+
+
+def _some(names: set[str], shown: int = 3) -> str:
+    first = sorted(names)[:shown]
+    more = len(names) - len(first)
+    return ", ".join(first) + (f" and {more} more" if more else "")
+
+
+def _own_files(directory: Path) -> set[str]:
+    """The files run.json says balloonsim wrote, of the kinds it writes (never anything else)."""
+    try:
+        run = read_run_json(directory)
+    except ResultError:
+        return set()
+    listed = run.get(FILES_KEY)
+    if not isinstance(listed, list):
+        return {RUN_JSON}
+    return {RUN_JSON} | {name for name in listed if isinstance(name, str) and _is_own_kind(name)}
+
+
+def _is_own_kind(name: str) -> bool:
+    return name in {f"{t}.parquet" for t in TABLES} or (name.endswith(".png") and "/" not in name)
 
 
 def save_result(
@@ -41,45 +160,246 @@ def save_result(
     *,
     scenario: dict[str, Any] | None = None,
     extra: Callable[[Path], None] | None = None,
+    force: bool = False,
+    on_table: Callable[[str], None] | None = None,
 ) -> Path:
-    """Write ``result`` to ``directory`` (replacing it), atomically.
+    """Write ``result`` to ``directory``, atomically: a reader sees the earlier result or this one.
 
-    ``extra(tmpdir)`` may add files (figures) before the directory goes live.
+    ``extra(tmpdir)`` may add files (figures) before the directory goes live; ``on_table(name)``
+    is told after each table is written.  Raises ResultError if ``directory`` may not be written
+    (see ``check_destination``), ResultBusy if another save holds it, SaveError if writing fails.
     """
     directory = Path(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.tmp-", dir=directory.parent))
+    check_destination(directory, force=force)
     try:
-        identity = json.dumps({k: result.metadata.get(k) for k in IDENTITY}, sort_keys=True).encode()
-        for name, frame in result.tables.items():
-            table = pa.Table.from_pandas(frame, preserve_index=False)
-            table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: identity})
-            pq.write_table(table, tmp / f"{name}.parquet")
-        run = dict(result.metadata)
-        if scenario is not None:
-            run["scenario_definition"] = scenario
-        (tmp / "run.json").write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
-        if extra is not None:
-            extra(tmp)
-        old = None
-        if directory.exists():
-            old = directory.parent / f".{directory.name}.old-{os.getpid()}"
-            directory.rename(old)
-        tmp.rename(directory)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        directory.resolve().parent.mkdir(parents=True, exist_ok=True)
+        with _saving(directory.resolve()) as (tmp, held):
+            _write_tables(result, tmp, on_table)
+            if extra is not None:
+                extra(tmp)
+            run = dict(result.metadata)
+            if scenario is not None:
+                run["scenario_definition"] = scenario
+            _write_run_json(tmp, run, os.listdir(tmp))
+            destination = check_destination(directory, force=force)  # again: it may have changed meanwhile
+            with held():
+                if destination.merge:
+                    _merge(tmp, destination)
+                else:
+                    _swap(tmp, destination.path)
+    except OSError as err:
+        raise SaveError(f"cannot save the result to {directory}: {_reason(err)}") from err
     return directory
 
 
+def _write_tables(result: Result, tmp: Path, on_table: Callable[[str], None] | None) -> None:
+    identity = json.dumps({k: result.metadata.get(k) for k in IDENTITY}, sort_keys=True).encode()
+    for name, frame in result.tables.items():
+        table = pa.Table.from_pandas(frame, preserve_index=False)
+        table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: identity})
+        pq.write_table(table, tmp / f"{name}.parquet")
+        if on_table is not None:
+            on_table(name)
+
+
+def _write_run_json(tmp: Path, run: dict[str, Any], files: list[str]) -> None:
+    """``tmp/run.json``: ``run`` with the marker of a result and the files balloonsim wrote."""
+    run = {**run, FORMAT_KEY: FORMAT_VERSION, FILES_KEY: sorted({*files, RUN_JSON})}
+    (tmp / RUN_JSON).write_text(json.dumps(run, indent=2, sort_keys=True) + "\n")
+
+
+def _swap(tmp: Path, directory: Path) -> None:
+    """Put ``tmp`` in the place of ``directory`` (absent, empty or an earlier result)."""
+    old = None
+    if directory.exists():
+        old = _beside(directory, "old")
+        os.rename(directory, old)
+    try:
+        os.rename(tmp, directory)
+    except OSError:
+        if old is not None:
+            os.rename(old, directory)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _merge(tmp: Path, destination: Destination) -> None:
+    """Replace balloonsim's files in a folder that has others, one by one, run.json last; remove
+    the earlier run's files this one did not write.  The rest of the folder is not touched."""
+    directory = destination.path
+    (directory / RUN_JSON).unlink(missing_ok=True)  # not a result while its files change
+    new = set(os.listdir(tmp))
+    for name in sorted(new - {RUN_JSON}):
+        os.replace(tmp / name, directory / name)
+    for name in sorted(destination.own - new):
+        (directory / name).unlink(missing_ok=True)
+    os.replace(tmp / RUN_JSON, directory / RUN_JSON)
+
+
+def save_figures(directory: str | Path, draw: Callable[[Path], list[str]]) -> list[str]:
+    """Draw figures into ``directory``, each file replaced whole; a result's run.json then lists them
+    (so a later run knows they are balloonsim's).  ``draw(tmpdir)`` returns the file names."""
+    shown = Path(directory)
+    path = shown.resolve()
+    _check_writable(shown, path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with _saving(path) as (tmp, held):
+            names = draw(tmp)
+            run = _result_run_json(path)
+            if run is not None:
+                _write_run_json(tmp, run, [*_own_files(path), *names])
+            with held():
+                for name in os.listdir(tmp):
+                    os.replace(tmp / name, path / name)
+    except OSError as err:
+        raise SaveError(f"cannot write the figures to {shown}: {_reason(err)}") from err
+    return names
+
+
+def _result_run_json(directory: Path) -> dict[str, Any] | None:
+    try:
+        return read_run_json(directory)
+    except ResultError:
+        return None
+
+
+def _reason(err: OSError) -> str:
+    if err.strerror and err.filename:
+        return f"{err.strerror} ({err.filename})"
+    return err.strerror or str(err)
+
+
+# -- the saving window: one writer, a temporary folder, signals -------------------------
+
+
+@contextmanager
+def _saving(directory: Path) -> Iterator[tuple[Path, Callable[[], AbstractContextManager[None]]]]:
+    """Hold the folder's lock and a temporary folder beside it, and remove both however the block
+    ends; yield the folder and ``held()``, for a swap that a signal must not cut short."""
+    lock = tmp = None
+    with _SavingSignals() as signals:
+        try:
+            with signals.held():
+                lock = _lock(directory)
+                tmp = _beside(directory, "tmp")
+                os.mkdir(tmp)  # 0o777 less the umask, as any folder
+            yield tmp, signals.held
+        finally:
+            with signals.held():
+                if tmp is not None:
+                    shutil.rmtree(tmp, ignore_errors=True)
+                if lock is not None:
+                    _unlock(*lock)
+
+
+class _SavingSignals:
+    """While saving, SIGINT, SIGTERM and SIGHUP raise Interrupted, where their default handler would
+    otherwise run (it kills the process, leaving its temporary files); inside ``held()`` they wait
+    for its end.  Handlers run in the main thread only, so another thread's save keeps the defaults."""
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+        self._holding = False
+        self._pending: int | None = None
+
+    def __enter__(self) -> _SavingSignals:
+        if threading.current_thread() is threading.main_thread():
+            for s in CAUGHT_SIGNALS:
+                if signal.getsignal(s) in (signal.SIG_DFL, signal.default_int_handler):
+                    self._previous[s] = signal.signal(s, self._caught)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        for s, handler in self._previous.items():
+            signal.signal(s, handler)
+
+    def _caught(self, signum: int, _frame: Any) -> None:
+        if not self._holding:
+            raise Interrupted(signum)
+        self._pending = self._pending or signum
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        self._holding = True
+        try:
+            yield
+        finally:
+            self._holding = False
+        if self._pending:
+            signum, self._pending = self._pending, None
+            raise Interrupted(signum)
+
+
+def _beside(directory: Path, kind: str) -> Path:
+    return directory.parent / f".{directory.name}.{kind}-{secrets.token_hex(4)}"
+
+
+def _lock(directory: Path) -> tuple[int, Path]:
+    """flock ``.NAME.lock`` beside the folder, or raise ResultBusy at once."""
+    path = directory.parent / f".{directory.name}.lock"
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise ResultBusy(
+                f"{directory}: another balloonsim is writing there right now; this result was not saved "
+                "(run again when it has finished, or choose another folder)"
+            ) from None
+        if _is_file_at(fd, path):
+            return fd, path
+        os.close(fd)  # its holder removed it as we opened it: lock the new one
+
+
+def _is_file_at(fd: int, path: Path) -> bool:
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+def _unlock(fd: int, path: Path) -> None:
+    path.unlink(missing_ok=True)  # before closing: whoever locks this file next sees it is gone
+    os.close(fd)
+
+
+# -- reading ----------------------------------------------------------------------------
+
+
+def read_run_json(directory: str | Path) -> dict[str, Any]:
+    """A result's run.json; NotAResult if there is none or balloonsim did not write it."""
+    path = Path(directory) / RUN_JSON
+    try:
+        run = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise NotAResult(f"{directory}: not a balloonsim result (no {RUN_JSON})") from None
+    except NotADirectoryError:
+        raise NotAResult(f"{directory}: not a balloonsim result (not a folder)") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ResultError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") from None
+    except json.JSONDecodeError as err:
+        raise ResultError(f"{path}: not valid JSON (line {err.lineno}: {err.msg}); the result is damaged") from None
+    if not isinstance(run, dict) or FORMAT_KEY not in run:
+        raise NotAResult(f"{directory}: not a balloonsim result ({RUN_JSON} was not written by balloonsim)")
+    return run
+
+
 def load_result(directory: str | Path) -> Result:
-    """Read a result directory written by ``save_result``."""
+    """Read a result directory written by ``save_result``; ResultError (NotAResult) names the file at fault."""
     directory = Path(directory)
-    missing = [t for t in TABLES if not (directory / f"{t}.parquet").exists()]
-    if missing:
-        raise FileNotFoundError(f"{directory}: not a balloonsim result (missing {', '.join(missing)}.parquet)")
-    frames = {t: pd.read_parquet(directory / f"{t}.parquet") for t in TABLES}
-    metadata = json.loads((directory / "run.json").read_text()) if (directory / "run.json").exists() else {}
+    metadata = read_run_json(directory)
+    frames = {t: _read_table(directory / f"{t}.parquet") for t in TABLES}
     return Result(**frames, metadata=metadata)
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise NotAResult(f"{path.parent}: not a balloonsim result (missing {path.name})")
+    try:
+        return pd.read_parquet(path)
+    except (OSError, ValueError, pa.ArrowException) as err:
+        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise ResultError(f"{path}: not a readable Parquet file ({detail}); the result is damaged") from None

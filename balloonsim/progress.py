@@ -1,0 +1,83 @@
+"""The progress bar of ``balloonsim run``: simulating, saving the tables, drawing the figures.
+
+One line on standard error, one stage after another, in numbers people read
+(``quickstart: simulating 45/90 s``, ``saving tables 2/5``, ``drawing figures``) with the
+time the stage has taken and, where it can be told, the time it still needs.  It is shown
+when standard error is a terminal (tqdm's ``disable=None``) unless ``shown`` forces it on or off,
+and it clears its line when done.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from tqdm import tqdm
+
+#: a stage with a known end: what it does, a bar, time taken < time still needed
+BAR = "{desc} |{bar}| {elapsed}<{remaining}"
+#: a stage that cannot count its steps
+OPEN = "{desc} [{elapsed}]"
+
+
+class RunProgress:
+    """The bar of one run, stage by stage.  It is a ``ProgressSink`` for ``Simulation.run``."""
+
+    def __init__(self, name: str, shown: bool | None = None):
+        self.name = name
+        self.shown = sys.stderr.isatty() if shown is None else shown
+        self._stage = ""
+        self._bar: tqdm | None = None
+
+    def simulated(self, now_ns: int, end_ns: int) -> None:
+        """The engine's report: ``now_ns`` of ``end_ns`` simulated."""
+        text = f"simulating {_sim_seconds(now_ns, end_ns)}"
+        if self._stage != "simulating":
+            self._start("simulating", text, total=end_ns, initial=now_ns)
+            return
+        assert self._bar is not None
+        self._bar.set_description_str(f"{self.name}: {text}", refresh=False)
+        self._bar.update(now_ns - self._bar.n)
+
+    def saving(self, tables: int) -> None:
+        self._start("saving", f"saving tables 0/{tables}", total=tables)
+
+    def saved(self, _table: str) -> None:
+        """One more table written."""
+        assert self._bar is not None
+        self._bar.set_description_str(f"{self.name}: saving tables {self._bar.n + 1}/{self._bar.total}", refresh=False)
+        self._bar.update(1)
+
+    def drawing(self) -> None:
+        self._start("drawing", "drawing figures", total=None)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+        self._stage = ""
+
+    def __enter__(self) -> RunProgress:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def _start(self, stage: str, text: str, *, total: int | None, initial: int = 0) -> None:
+        """A new bar for the next stage (a stage's own elapsed and remaining time mean something)."""
+        self.close()
+        self._stage = stage
+        self._bar = tqdm(
+            desc=f"{self.name}: {text}",
+            total=total,
+            initial=initial,
+            bar_format=BAR if total is not None else OPEN,
+            leave=False,
+            disable=not self.shown,
+        )
+
+
+def _sim_seconds(now_ns: int, end_ns: int) -> str:
+    """'45/90 s': whole seconds for runs of 10 s or more, tenths from 1 s, milliseconds below."""
+    end_s = end_ns / 1e9
+    digits = 0 if end_s >= 10 else 1 if end_s >= 1 else 3
+    return f"{now_ns / 1e9:.{digits}f}/{end_s:.{digits}f} s"
