@@ -24,6 +24,7 @@ import enum
 from balloonsim.columns import Column
 from balloonsim.errors import KernelBug, SimulationError
 from balloonsim.kernel.interface import (
+    BALLOON_STATS_COLUMNS,
     ENOMEM,
     GFP_BALLOON,
     GFP_USER,
@@ -33,6 +34,7 @@ from balloonsim.kernel.interface import (
     BalloonStats,
     Gfp,
     Resource,
+    balloon_stats_values,
 )
 from balloonsim.sim import Process
 
@@ -64,14 +66,7 @@ class BalloonDriver:
 
     version = "v5.12"
     COLUMNS = (
-        Column("current_pages"),
-        Column("target_pages"),
-        Column("target_unpopulated"),
-        Column("total_pages"),
-        Column("balloon_low"),
-        Column("balloon_high"),
-        Column("schedule_delay"),
-        Column("retry_count"),
+        *BALLOON_STATS_COLUMNS,
         Column("state", "category", STATES, fill=0),
         Column("work_pending", "bool", fill=0),
         Column("work_expiry"),  # jiffies; -1 when not pending
@@ -405,17 +400,9 @@ class BalloonDriver:
     # -- what an observer sees (not in balloon.c) ------------------------------------
 
     def row_values(self) -> tuple[int, ...]:
-        stats = self.balloon_stats
         worker = self.balloon_worker
         return (
-            stats.current_pages,
-            stats.target_pages,
-            stats.target_unpopulated,
-            stats.total_pages,
-            stats.balloon_low,
-            stats.balloon_high,
-            stats.schedule_delay,
-            stats.retry_count,
+            *balloon_stats_values(self.balloon_stats),
             _STATE_CODE[self.state],
             worker.pending,
             worker.expiry,

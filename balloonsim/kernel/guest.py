@@ -125,7 +125,13 @@ class GuestKernel:
         )
         self.mm.boot_alloc(self.mm.kernel, kconf.used_at_boot)
         self.mm.boot_alloc(self.mm.slab, kconf.slab_reclaimable)
-        self.tasks = Tasks(self.mm, on_oom_kill=self._oom_killed, on_out_of_memory=self._out_of_memory)
+        self.tasks = Tasks(
+            self.mm,
+            on_oom_kill=self._oom_killed,
+            on_out_of_memory=self._out_of_memory,
+            before_oom_kill=self._before_oom_kill,
+        )
+
         self._task_specs = {w.name: w for w in spec.workloads}
         self._pages_in_seen = 0
         self._moved_at_last_pass = 0
@@ -395,6 +401,17 @@ class GuestKernel:
         if self.tasks.tasks and self.tasks.unmet_demand():
             self.tasks.settle()
             self.kswapd.wakeup_kswapd()
+
+    def _before_oom_kill(self, victim: Task) -> None:
+        """The OOM killer was called: what it saw, before the kill frees the victim's memory.
+
+        Swap fills and the kill frees it within one step, so no timeline row
+        shows that swap: this event does (``pages``: swap in use, ``value``: free pages).
+        """
+        mm = self.mm
+        swap = format_pages(mm.swap_used)
+        message = f"out of memory: {swap} in swap, {mm.free_pages} pages free; killing {victim.name}"
+        self.trace("oom_invoked", mm.swap_used, mm.free_pages, message)
 
     def _oom_killed(self, victim: Task, freed: int) -> None:
         message = f"killed {victim.name}, freeing {format_pages(freed)}"

@@ -66,6 +66,33 @@ class BalloonStats:
     max_retry_count: int = RETRY_UNLIMITED
 
 
+#: the timeline columns of struct balloon_stats, which every driver version keeps
+BALLOON_STATS_COLUMNS = (
+    Column("current_pages"),
+    Column("target_pages"),
+    Column("target_unpopulated"),
+    Column("total_pages"),
+    Column("balloon_low"),
+    Column("balloon_high"),
+    Column("schedule_delay"),
+    Column("retry_count"),
+)
+
+
+def balloon_stats_values(stats: BalloonStats) -> tuple[int, ...]:
+    """The values of ``BALLOON_STATS_COLUMNS``."""
+    return (
+        stats.current_pages,
+        stats.target_pages,
+        stats.target_unpopulated,
+        stats.total_pages,
+        stats.balloon_low,
+        stats.balloon_high,
+        stats.schedule_delay,
+        stats.retry_count,
+    )
+
+
 @dataclass
 class Resource:
     """struct resource: a range of physical address space, in pages."""

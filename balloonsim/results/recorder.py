@@ -47,6 +47,9 @@ class Codes:
 
 
 class Recorder:
+    #: rows after which a run says how large its tables have grown (then at every doubling)
+    WARN_ROWS = 10_000_000
+
     def __init__(self, domain_names: list[str], row_sources: list[Sequence[HasColumns]], host: Host):
         self.domains = list(domain_names)
         self.host_model = host
@@ -69,7 +72,7 @@ class Recorder:
         self.events = array("q")
         self.messages: list[str] = []
         self.rows = 0
-        self._warn_at = 10_000_000
+        self._warn_at = self.WARN_ROWS
 
     @property
     def names(self) -> list[str]:
