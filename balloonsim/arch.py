@@ -3,11 +3,11 @@
 The balloon driver's batch is ``ARRAY_SIZE(frame_list)`` =
 ``PAGE_SIZE / sizeof(xen_pfn_t)``: 512 where ``xen_pfn_t`` is 8 bytes
 (x86_64, arm64, and arm32 whose Xen interface uses ``uint64_t``), 1024 on
-x86_32 where it is a 4-byte ``unsigned long`` (kernel-facts §5).  Highmem
-exists only on 32-bit kernels.  ``PAGES_PER_SECTION`` is
-``2^(SECTION_SIZE_BITS - PAGE_SHIFT)``.  Values marked "from memory" in
-kernel-facts are repeated here with the same caveat; every one of them can be
-overridden in a scenario.
+x86_32 where it is a 4-byte ``unsigned long`` (include/xen/interface/xen.h,
+arch/*/include/asm/xen/interface.h).  Highmem exists only on 32-bit kernels.
+``PAGES_PER_SECTION`` is ``2^(SECTION_SIZE_BITS - PAGE_SHIFT)``.  Values
+marked "from memory" were not checked against a source; every one of them
+can be overridden in a scenario.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ class Arch:
 ARCHES: dict[str, Arch] = {
     # SECTION_SIZE_BITS 27 = 128 MiB (arch/x86/include/asm/sparsemem.h, from memory)
     "x86_64": Arch("x86_64", frame_list=512, lowmem_pages=None, section_pages=32768),
-    # 4 KiB pages; SECTION_SIZE_BITS 27 since v5.12 (kernel-facts §5)
+    # 4 KiB pages; SECTION_SIZE_BITS 27 since v5.12 (arch/arm64/include/asm/sparsemem.h)
     "arm64": Arch("arm64", frame_list=512, lowmem_pages=None, section_pages=32768),
     # PAE: 896 MiB of lowmem, SECTION_SIZE_BITS 29 = 512 MiB (from memory)
     "x86_32": Arch("x86_32", frame_list=1024, lowmem_pages=896 * PAGES_PER_MIB, section_pages=131072),
@@ -45,7 +45,7 @@ ARCHES: dict[str, Arch] = {
 }
 
 # x86 ZONE_DMA spans pfn 1..4095 minus the legacy hole 0xa0..0xff: 3999 pages,
-# of which the kernel typically manages 3977 (kernel-facts §5).
+# of which the kernel typically manages 3977 (a typical x86 boot; an estimate).
 X86_DMA_PRESENT = 3999
 X86_DMA_MANAGED = 3977
 # hvmloader puts the PCI hole below 4 GiB at 0xF0000000 by default: an HVM
@@ -66,9 +66,9 @@ class ZoneSpan:
 def managed_of(present: int) -> int:
     """Managed pages of a zone: present minus its memmap and boot reservations.
 
-    The kernel's exact figure depends on the boot; 98 % is the estimate
-    kernel-facts §5 uses for its table, and scenarios can override the
-    results (``totalreserve_pages``, floors) directly.
+    The kernel's exact figure depends on the boot; 98 % is an estimate,
+    and scenarios can override the results (``totalreserve_pages``,
+    floors) directly.
     """
     return present * 98 // 100
 

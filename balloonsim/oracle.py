@@ -1,7 +1,7 @@
 """The C oracle's script format and CSV, for checking balloonsim against the kernel's own code.
 
-The oracle (``shared/oracle`` in the project's workspace) compiles the
-unmodified balloon.c in a scripted harness.  This module turns one of its
+The oracle is a C harness that compiles the unmodified balloon.c with a
+scripted environment; its traces are in ``tests/fixtures/oracle/``.  This module turns one of its
 scripts into the equivalent balloonsim scenario, and compares a balloonsim
 timeline with the oracle's CSV column by column.  balloonsim never needs the
 oracle to run; the oracle's traces are test fixtures.

@@ -1,6 +1,6 @@
 """The richer guest: THP reserves, watermark floors, reclaim, swap and the OOM killer,
 with expected values derived from the kernel's rules (mm/page_alloc.c, mm/vmscan.c,
-mm/oom_kill.c, mm/khugepaged.c of v5.12; kernel-facts §5)."""
+mm/oom_kill.c, mm/khugepaged.c of v5.12)."""
 
 import pytest
 
@@ -24,7 +24,7 @@ def test_thp_raises_min_free_kbytes_to_11_pageblocks_per_zone(gib, zones):
     recommended = 512 * zones * 11 * 4
     assert hvm_reserves(gib, thp=True).min_free_kbytes == recommended
     if gib == 4:
-        assert recommended == 67584  # kernel-facts §5 table
+        assert recommended == 67584  # 11 pageblocks x 3 zones x 2 MiB = 66 MiB
     # its watermarks are those of that min_free_kbytes
     assert hvm_reserves(gib, thp=True) == hvm_reserves(gib, min_free_kbytes=recommended)
 
@@ -177,7 +177,7 @@ def test_page_cache_fills_to_the_low_floor_only_and_stays_when_no_longer_read():
 
 def test_gfp_user_may_oom_kill_where_gfp_balloon_just_fails():
     # add_ballooned_pages() allocates with plain GFP_USER: no __GFP_NORETRY, so the OOM
-    # killer may run; GFP_BALLOON never calls it (kernel-facts §5)
+    # killer may run; GFP_BALLOON never calls it (__GFP_NORETRY, mm/page_alloc.c)
     mm = make_mm(free_low=1000, floor_balloon=800, floor_user=800)
     kills = []
     _, a = one_task(mm, 200, kills)

@@ -1,5 +1,5 @@
 """The guest's allocator, MemAvailable and watermarks, against values derived by hand
-from the kernel's definitions (mm/page_alloc.c v5.12, kernel-facts §5)."""
+from the kernel's definitions (mm/page_alloc.c v5.12)."""
 
 import math
 
@@ -28,7 +28,7 @@ def test_4gib_hvm_guest_reserves_derived_by_hand():
     normal = (4 * GiB_PAGES - 3999 - dma32_present) * 98 // 100
     lowmem = dma + dma32 + normal
     min_free_kbytes = math.isqrt(lowmem * 4 * 16)
-    assert min_free_kbytes == 8109  # kernel-facts §5 table
+    assert min_free_kbytes == 8109  # int_sqrt(lowmem_kbytes * 16), derived above
     pages_min = min_free_kbytes // 4
     mins = [pages_min * z // lowmem for z in (dma, dma32, normal)]
     deltas = [max(m // 4, z * 10 // 10000) for m, z in zip(mins, (dma, dma32, normal), strict=True)]

@@ -1,6 +1,6 @@
 """drivers/xen/balloon.c of Linux v5.12-v5.14, transcribed function by function.
 
-Read it beside ``reference/balloon.c``: the functions have the same names and
+Read it beside drivers/xen/balloon.c of Linux v5.12: the functions have the same names and
 take the same decisions in the same order.  What differs is only how pages
 are represented: a ``struct page`` list becomes counts.  The ballooned-page
 list keeps lowmem pages at its head and highmem pages at its tail
@@ -39,7 +39,7 @@ from balloonsim.kernel.interface import (
 from balloonsim.sim import Process
 
 #: add_ballooned_pages() returning 0 this often without a page to take is the
-#: endless loop the kernel would be in (oracle README, livelock 2).
+#: endless loop the kernel would be in (the oracle harness stops there too: tests/fixtures/oracle/fuzz/*.exit).
 LIVELOCK_ROUNDS = 10_000
 #: balloon_process() turns in a row without a page moved, while time passes, taken as a livelock.
 LIVELOCK_TURNS = 100_000

@@ -11,7 +11,7 @@ every page is lowmem.  A populated page is free or held by one of:
 * reclaimable slab (dentries, inodes), reclaimable.
 
 The allocator follows the kernel where the model depends on it
-(kernel-facts §5).  Zone watermarks are summed over the zones an
+(mm/page_alloc.c, mm/vmscan.c, mm/util.c of v5.12).  Zone watermarks are summed over the zones an
 allocation may use, with their ``lowmem_reserve``: the *floor* of an
 allocation is the free memory it cannot take below (the min watermarks;
 the fast path checks the low ones, the slow path after waking kswapd

@@ -20,7 +20,7 @@ SWAP_CLUSTER_MAX = 32
 PAGEBLOCK_PAGES = 512  # pageblock_nr_pages: 2 MiB (HPAGE_PMD_ORDER 9)
 MIGRATE_PCPTYPES = 3
 MIN_FREE_KBYTES_FLOOR = 128
-MIN_FREE_KBYTES_CEILING = 262144  # 5.x/6.x bound (kernel-facts §5)
+MIN_FREE_KBYTES_CEILING = 262144  # init_per_zone_wmark_min()'s bound in 5.x/6.x (mm/page_alloc.c)
 # sysctl_lowmem_reserve_ratio defaults by zone (HighMem and Movable: 0, no reserve)
 LOWMEM_RESERVE_RATIO = {"DMA": 256, "DMA32": 256, "Normal": 32, "HighMem": 0}
 

@@ -1,4 +1,4 @@
-"""drivers/xen/xen-balloon.c: how targets reach the driver (kernel-facts §1).
+"""drivers/xen/xen-balloon.c: how targets reach the driver.
 
 * The xenstore watch on ``memory/target`` (KiB).  On its first successful
   read it computes ``target_diff`` once: 0 for PV guests and dom0, else

@@ -21,7 +21,7 @@ class Result:
     """What a run produced.
 
     ``timeline``: one row per domain after every external event and every
-    ``balloon_process()`` pass (DESIGN.md's timeline contract).
+    ``balloon_process()`` pass (results/README.md lists its columns).
     ``events``: what happened inside (EAGAIN, hotplug, refused allocations...).
     ``host``: the host's free memory after every timeline row.
     ``targets``: every target a domain was given, and when it was reached.

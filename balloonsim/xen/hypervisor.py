@@ -1,7 +1,7 @@
 """The Xen hypervisor's memory accounting: one host, its free pool, its domains.
 
 Only what ballooning touches is modelled (xen/common/memory.c,
-page_alloc.c; kernel-facts §3): each domain's ``tot_pages`` and
+xen/common/page_alloc.c): each domain's ``tot_pages`` and
 ``max_pages``, the host's free pages, and the two memory_op calls a balloon
 driver makes.  Memory that is neither free nor held by a simulated domain
 belongs to "other" consumers (Xen's heap, dom0, unsimulated guests), so that

@@ -2,7 +2,7 @@
 
 A watch fires once when it is registered and again after every write to its
 path (Xen ``docs/misc/xenstore.txt``: "When a watch is first set up it is
-triggered once straight away"; kernel-facts §1).  Paths are relative to the
+triggered once straight away").  Paths are relative to the
 domain's home, ``/local/domain/<domid>/``.
 """
 
