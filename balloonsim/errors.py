@@ -2,6 +2,19 @@
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TextIO
+
+#: Where a problem is in a scenario: keys and list indices, e.g. ("events", 0, "at").
+Loc = tuple[str | int, ...]
+
+
+def dotted(loc: Loc) -> str:
+    """A location as people write it: ``events.0.at``."""
+    return ".".join(str(p) for p in loc) or "(top)"
+
 
 class BalloonsimError(Exception):
     """Base class: an error the command line prints without a traceback."""
@@ -13,6 +26,43 @@ class ScenarioError(BalloonsimError):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
+
+    def __str__(self) -> str:
+        return "\n".join(self.problems)
+
+
+class InvalidScenario(ScenarioError, ValueError):
+    """Scenario data (not a file) that breaks the schema or a rule: one ``path: message`` per problem.
+
+    ``issues`` keeps each problem's location, for a loader that knows where it is in a file.
+    """
+
+    def __init__(self, issues: list[tuple[Loc, str]]):
+        self.issues = issues
+        super().__init__([f"{dotted(loc)}: {message}" for loc, message in issues])
+
+
+class UnknownPath(ScenarioError, KeyError):
+    """``Scenario.replace`` was given a dotted path the scenario does not have."""
+
+
+class ScenarioWarning(UserWarning):
+    """A legal but odd scenario: the run goes on, the message says what to expect."""
+
+
+@contextmanager
+def warnings_printed(stream: TextIO) -> Iterator[None]:
+    """Inside, each ScenarioWarning is printed to ``stream`` as its own line (the command line's way)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ScenarioWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, ScenarioWarning):
+                    print(w.message, file=stream)
+                else:
+                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
 
 
 class SimulationError(BalloonsimError):

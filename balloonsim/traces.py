@@ -8,12 +8,16 @@ pages.  Problems are reported as ``file:line: message``, every one at once.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from balloonsim.units import NS_PER_S, PAGE_SIZE
+from balloonsim.textfile import TextError, read_text
+from balloonsim.units import MAX_NS, MAX_PAGES, NS_PER_S, PAGE_SIZE, SIZE_LIMIT, TIME_LIMIT
 
 SIZE_UNITS = {"KiB": 1024, "bytes": 1, "pages": PAGE_SIZE}
+#: The largest trace file read: its samples are kept in memory for the whole run.
+MAX_TRACE_BYTES = 32 << 20
 
 
 @dataclass(frozen=True)
@@ -32,9 +36,9 @@ class TraceError(ValueError):
 def read_trace(path: Path, *, time: str, anon: str | None, cache: str | None, unit: str) -> Trace:
     """Read a trace; sizes become whole pages (rounded down), times nanoseconds."""
     try:
-        text = path.read_text()
-    except OSError as err:
-        raise TraceError([f"{path}: cannot read: {err.strerror}"]) from None
+        text = read_text(path, MAX_TRACE_BYTES)
+    except TextError as err:
+        raise TraceError([str(err)]) from None
     rows = csv.reader(text.splitlines())
     header = [h.strip() for h in next(rows, [])]
     wanted = {"time": time, "anon": anon, "cache": cache}
@@ -52,14 +56,17 @@ def read_trace(path: Path, *, time: str, anon: str | None, cache: str | None, un
         if not row or all(not cell.strip() for cell in row):
             continue
         try:
-            t = round(float(row[index["time"]]) * NS_PER_S)
-            values = {k: int(float(row[i]) * scale) // PAGE_SIZE for k, i in index.items() if k != "time"}
+            numbers = {k: float(row[i]) for k, i in index.items()}
         except (ValueError, IndexError):
             problems.append(f"{path}:{lineno}: expected numbers in columns {named}")
             continue
-        if t < 0 or min(values.values(), default=0) < 0:
-            problems.append(f"{path}:{lineno}: times and sizes must not be negative")
-        elif times and t <= times[-1]:
+        wrong = _out_of_range(numbers, scale)
+        if wrong:
+            problems.append(f"{path}:{lineno}: {wrong}")
+            continue
+        t = round(numbers.pop("time") * NS_PER_S)
+        values = {k: int(v * scale) // PAGE_SIZE for k, v in numbers.items()}
+        if times and t <= times[-1]:
             problems.append(f"{path}:{lineno}: time {row[index['time']].strip()} is not after the previous row's")
         times.append(t)
         for k in sizes:
@@ -69,3 +76,16 @@ def read_trace(path: Path, *, time: str, anon: str | None, cache: str | None, un
     if problems:
         raise TraceError(problems)
     return Trace(tuple(times), tuple(sizes["anon"]), tuple(sizes["cache"]))
+
+
+def _out_of_range(numbers: dict[str, float], scale: int) -> str | None:
+    """Why a sample (seconds, sizes in ``scale`` bytes) cannot be used, if it cannot."""
+    if not all(math.isfinite(v) for v in numbers.values()):
+        return "inf and nan are not sizes or times"
+    if min(numbers.values()) < 0:
+        return "times and sizes must not be negative"
+    if numbers["time"] * NS_PER_S > MAX_NS:
+        return f"time {numbers['time']:g} s is too large: {TIME_LIMIT}"
+    if max((v for k, v in numbers.items() if k != "time"), default=0) * scale > MAX_PAGES * PAGE_SIZE:
+        return f"a size is too large: {SIZE_LIMIT}"
+    return None

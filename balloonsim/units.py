@@ -19,6 +19,21 @@ PAGES_PER_MIB = (1 << 20) >> PAGE_SHIFT
 PAGES_PER_GIB = (1 << 30) >> PAGE_SHIFT
 NS_PER_S = 1_000_000_000
 
+#: The model's integers go into int64 tables (and Parquet files): every size and time must fit.
+INT64_MAX = (1 << 63) - 1
+#: Sizes: bytes fit int64 (under 8 EiB), so pages and KiB fit too.
+MAX_BYTES = INT64_MAX
+MAX_KIB = MAX_BYTES >> 10
+MAX_PAGES = MAX_BYTES >> PAGE_SHIFT
+#: Times: integer nanoseconds in int64, about 292 years.
+MAX_NS = INT64_MAX
+#: Whole seconds (a back-off delay) whose nanoseconds fit int64.
+MAX_SECONDS = MAX_NS // NS_PER_S
+SIZE_LIMIT = "sizes must be under 8 EiB (int64 bytes)"
+TIME_LIMIT = "times must be under 292 years (int64 nanoseconds)"
+#: digits of the longest number worth reading: int64 has 19
+_MAX_DIGITS = 40
+
 _BINARY = {
     "": None,  # a bare number: the caller decides (pages, or an error)
     "b": 1,
@@ -55,14 +70,33 @@ SIZE_HELP = "a size such as '4GiB', '512MiB', '64KiB' or '1048576 pages'"
 TIME_HELP = "a time such as '30s', '250ms', '1.5s', '2min' or '100us'"
 
 
-def _split(text: str, help_text: str) -> tuple[Fraction, str]:
+def quoted(text: str | int) -> str:
+    """The input as messages show it: repr, cut short if long (a huge integer by its size)."""
+    if isinstance(text, int) and abs(text) > INT64_MAX:
+        return f"a {text.bit_length()}-bit number"
+    shown = repr(text)
+    return shown if len(shown) <= 60 else f"{shown[:50]}...({len(str(text))} characters)"
+
+
+def _split(text: str | int, help_text: str, limit: str) -> tuple[Fraction, str]:
     """'512 MiB' -> (512, 'mib'); the message says what is allowed."""
-    m = _NUMBER_UNIT.match(text)
+    if isinstance(text, int) and abs(text) > INT64_MAX:
+        raise UnitError(f"{quoted(text)} is too large: {limit}")
+    m = _NUMBER_UNIT.match(str(text))
     if not m:
-        raise UnitError(f"{text!r} is not {help_text}")
+        raise UnitError(f"{quoted(text)} is not {help_text}")
     if m.group(1):
-        raise UnitError(f"{text!r}: must not be negative")
+        raise UnitError(f"{quoted(text)}: must not be negative")
+    if len(m.group(2)) > _MAX_DIGITS:
+        raise UnitError(f"{quoted(text)}: too many digits; {limit}")
     return Fraction(m.group(2)), m.group(3)
+
+
+def _fits(value: int, limit: int, text: str | int, rule: str) -> int:
+    """``value``, or a UnitError when it is beyond the int64 ``limit``."""
+    if value > limit:
+        raise UnitError(f"{quoted(text)} is too large: {rule}")
+    return value
 
 
 def parse_bytes(text: str | int, *, bare: str = "error") -> int:
@@ -74,12 +108,14 @@ def parse_bytes(text: str | int, *, bare: str = "error") -> int:
     different things by them.
     """
     if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise UnitError(f"{text!r} is not {SIZE_HELP}")
-    value, unit = _split(str(text), SIZE_HELP)
+        raise UnitError(f"{quoted(text)} is not {SIZE_HELP}")
+    value, unit = _split(text, SIZE_HELP, SIZE_LIMIT)
     if unit.lower() in _DECIMAL_SUFFIXES:
-        raise UnitError(f"{text!r}: decimal units are ambiguous; write {value}{unit[0].upper()}iB for a power of 1024")
+        raise UnitError(
+            f"{quoted(text)}: decimal units are ambiguous; write {value}{unit[0].upper()}iB for a power of 1024"
+        )
     if unit.lower() not in _BINARY:
-        raise UnitError(f"{text!r}: unknown unit {unit!r}; expected {SIZE_HELP}")
+        raise UnitError(f"{quoted(text)}: unknown unit {quoted(unit)}; expected {SIZE_HELP}")
     scale = _BINARY[unit.lower()]
     if scale is None:
         if bare == "pages":
@@ -87,18 +123,18 @@ def parse_bytes(text: str | int, *, bare: str = "error") -> int:
         elif value == 0:
             return 0
         else:
-            raise UnitError(f"{text!r} has no unit; write {SIZE_HELP}")
+            raise UnitError(f"{quoted(text)} has no unit; write {SIZE_HELP}")
     total = value * scale
     if total.denominator != 1:
-        raise UnitError(f"{text!r} is not a whole number of bytes")
-    return int(total)
+        raise UnitError(f"{quoted(text)} is not a whole number of bytes")
+    return _fits(int(total), MAX_BYTES, text, SIZE_LIMIT)
 
 
 def parse_pages(text: str | int, *, bare: str = "error") -> int:
     """Read a size that must be a whole number of pages; return pages."""
     nbytes = parse_bytes(text, bare=bare)
     if nbytes % PAGE_SIZE:
-        raise UnitError(f"{text!r} is not a whole number of {PAGE_SIZE // 1024} KiB pages")
+        raise UnitError(f"{quoted(text)} is not a whole number of {PAGE_SIZE // 1024} KiB pages")
     return nbytes >> PAGE_SHIFT
 
 
@@ -106,25 +142,25 @@ def parse_kib(text: str | int) -> int:
     """Read a size that must be a whole number of KiB; return KiB (xenstore's unit)."""
     nbytes = parse_bytes(text, bare="error")
     if nbytes % 1024:
-        raise UnitError(f"{text!r} is not a whole number of KiB")
+        raise UnitError(f"{quoted(text)} is not a whole number of KiB")
     return nbytes >> 10
 
 
 def parse_time_ns(text: str | int) -> int:
     """Read a time and return integer nanoseconds."""
     if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise UnitError(f"{text!r} is not {TIME_HELP}")
-    value, unit = _split(str(text), TIME_HELP)
+        raise UnitError(f"{quoted(text)} is not {TIME_HELP}")
+    value, unit = _split(text, TIME_HELP, TIME_LIMIT)
     if unit == "":
         if value == 0:
             return 0
-        raise UnitError(f"{text!r} has no unit; write {TIME_HELP}")
+        raise UnitError(f"{quoted(text)} has no unit; write {TIME_HELP}")
     if unit.lower() not in _TIME:
-        raise UnitError(f"{text!r}: unknown time unit {unit!r}; expected {TIME_HELP}")
+        raise UnitError(f"{quoted(text)}: unknown time unit {quoted(unit)}; expected {TIME_HELP}")
     ns = value * _TIME[unit.lower()]
     if ns.denominator != 1:
-        raise UnitError(f"{text!r} is not a whole number of nanoseconds")
-    return int(ns)
+        raise UnitError(f"{quoted(text)} is not a whole number of nanoseconds")
+    return _fits(int(ns), MAX_NS, text, TIME_LIMIT)
 
 
 RATE_HELP = "a rate such as '1GiB/s', '200MiB/s' or '50000 pages/s'"
@@ -132,15 +168,15 @@ RATE_HELP = "a rate such as '1GiB/s', '200MiB/s' or '50000 pages/s'"
 
 def parse_rate_pages(text: str | int) -> int:
     """Read a rate of memory per second ('1GiB/s'); return whole pages per second."""
-    if isinstance(text, bool) or not isinstance(text, (int, str)):
-        raise UnitError(f"{text!r} is not {RATE_HELP}")
-    size, slash, per = str(text).partition("/")
+    if isinstance(text, bool) or not isinstance(text, str):
+        raise UnitError(f"{quoted(text)} is not {RATE_HELP}")
+    size, slash, per = text.partition("/")
     if not slash or per.strip() != "s":
-        raise UnitError(f"{text!r} is not {RATE_HELP}")
+        raise UnitError(f"{quoted(text)} is not {RATE_HELP}")
     try:
         return parse_pages(size.strip(), bare="pages")
     except UnitError as err:
-        raise UnitError(f"{text!r}: {err}; expected {RATE_HELP}") from None
+        raise UnitError(f"{quoted(text)}: {err}; expected {RATE_HELP}") from None
 
 
 def pages_to_kib(pages: int) -> int:

@@ -11,13 +11,27 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from typing import Any, Literal
 
-from pydantic import Field, SerializeAsAny, field_validator, model_validator
+from pydantic import (
+    Field,
+    SerializeAsAny,
+    ValidationError,
+    ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
+from balloonsim import units
 from balloonsim.arch import ARCHES
+from balloonsim.errors import InvalidScenario, ScenarioWarning, UnknownPath, dotted
 from balloonsim.registry import DRIVERS, MANAGERS
+from balloonsim.scenario import rules
 from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
+from balloonsim.scenario.messages import issues_of
+from balloonsim.scenario.rules import HOST_ACTIONS as HOST_ACTIONS  # re-exported for oracle.py
 from balloonsim.scenario.types import (
     KiB,
     KiBOrAbsent,
@@ -65,7 +79,7 @@ class Host(Model):
         if value is None or isinstance(value, ManagerParams):
             return value
         kind = value.get("kind") if isinstance(value, dict) else None
-        if kind not in MANAGERS:
+        if not isinstance(kind, str) or kind not in MANAGERS:
             raise ValueError(f"manager kind must be one of: {', '.join(MANAGERS.names()) or 'none registered'}")
         return MANAGERS.load(kind).Params.model_validate(value)
 
@@ -80,6 +94,14 @@ class Hotplug(Model):
         None, description="hot-pluggable address space; beyond it allocate_resource fails (None: unlimited)"
     )
 
+    @field_validator("section")
+    @classmethod
+    def _power_of_two(cls, section: int | None) -> int | None:
+        """PAGES_PER_SECTION is 1 << (SECTION_SIZE_BITS - PAGE_SHIFT) (include/linux/mmzone.h)."""
+        if section is not None and (section == 0 or section & (section - 1)):
+            raise ValueError(f"{section} pages is not a power of two, as PAGES_PER_SECTION always is")
+        return section
+
 
 class Kernel(Model):
     """The guest kernel around the driver: build options, mm, scheduler tick."""
@@ -91,7 +113,9 @@ class Kernel(Model):
     unpopulated_alloc: bool = Field(
         False, description="CONFIG_XEN_UNPOPULATED_ALLOC (PV extra memory leaves the balloon)"
     )
-    min_free_kbytes: int | None = Field(None, ge=0, description="default: int_sqrt(lowmem_kbytes * 16), clamped")
+    min_free_kbytes: int | None = Field(
+        None, ge=0, le=2**31 - 1, description="default: int_sqrt(lowmem_kbytes * 16), clamped (an int sysctl)"
+    )
     watermark_scale_factor: int = Field(10, ge=1, le=1000)
     thp: bool = Field(
         False, description="transparent hugepages: khugepaged raises min_free_kbytes to 11 pageblocks per zone"
@@ -118,8 +142,8 @@ class Balloon(Model):
     """The balloon driver's tunables at boot (its sysfs files and sysctl)."""
 
     driver: str = Field("v5.12", description="balloon.c version: v5.12 (the delayed-work driver of v5.12-v5.14)")
-    max_retry_count: int = Field(4, ge=0, description="0 = RETRY_UNLIMITED")
-    max_schedule_delay: int = Field(32, ge=0, description="back-off cap, seconds")
+    max_retry_count: int = Field(4, ge=0, le=units.INT64_MAX, description="0 = RETRY_UNLIMITED")
+    max_schedule_delay: int = Field(32, ge=0, le=units.MAX_SECONDS, description="back-off cap, seconds")
     hotplug_unpopulated: Literal[0, 1] = 0
     scrub_pages: bool = True
 
@@ -199,6 +223,14 @@ class Domain(Model):
             raise ValueError(f"workload names must differ within a domain: {', '.join(doubled)}")
         return workloads
 
+    @model_validator(mode="after")
+    def _buildable(self) -> Domain:
+        """Refuse what Xen, the toolstack or the guest kernel would (``rules.domain_problems``)."""
+        problems = rules.domain_problems(self)
+        if problems:
+            raise rules.refusal(problems, "Domain")
+        return self
+
     @property
     def static_max_pages(self) -> int | None:
         """static-max in pages, None when the key is absent from xenstore."""
@@ -268,10 +300,6 @@ class SysfsWrite(Model):
         return getattr(self, self.attribute)
 
 
-#: Event actions that act on the host rather than on one domain.
-HOST_ACTIONS = ("host_free",)
-
-
 class Event(Model):
     """One scripted event: a time, usually a domain, and exactly one action."""
 
@@ -326,7 +354,7 @@ class Scenario(Model):
     name: str = Field(pattern=NAME_PATTERN)
     description: str = ""
     duration: Nanoseconds = Field(description="the run ends at this time")
-    seed: int = Field(0, ge=0, description="default seed (the command line may override it)")
+    seed: int = Field(0, ge=0, le=units.INT64_MAX, description="default seed (the command line may override it)")
     progress_every: Nanoseconds = Field(
         "1s",
         description="during a balloon_process() pass that takes time, a timeline row (cause 'progress') "
@@ -335,6 +363,44 @@ class Scenario(Model):
     host: Host
     domains: list[Domain] = Field(min_length=1)
     events: list[Event] = []
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _rules(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Scenario:
+        """Every field, then the rules across fields (``rules``): all problems in one error; then warnings."""
+        problems = rules.document_problems(data, ACTIONS)
+        try:
+            scenario = handler(data)
+        except ValidationError as err:
+            raise rules.with_issues(err, problems) from None
+        problems += rules.scenario_problems(scenario)
+        if problems:
+            raise rules.refusal(problems)
+        rules.tell(rules.scenario_warnings(scenario), info.context)
+        return scenario
+
+    @classmethod
+    def model_validate(cls, obj: Any, *, context: Any | None = None, **options: Any) -> Scenario:
+        """Validate scenario data; raise InvalidScenario naming each problem's dotted path.
+
+        Warnings go to ``warnings.warn`` (ScenarioWarning), or into the list
+        ``context["warnings"]`` when the caller gives one (the file loader does).
+        """
+        return cls._validated(obj, context, options)
+
+    @classmethod
+    def _validated(cls, obj: Any, context: Any, options: dict[str, Any], stacklevel: int = 3) -> Scenario:
+        found: list[rules.Issue] = []
+        given = isinstance(context, dict) and context.get(rules.WARNINGS) is not None
+        if not given:
+            context = {**(context or {}), rules.WARNINGS: found}
+        try:
+            scenario = super().model_validate(obj, context=context, **options)
+        except ValidationError as err:
+            raise InvalidScenario(issues_of(err, obj, cls)) from None
+        for loc, message in found:
+            warnings.warn(ScenarioWarning(f"{dotted(loc)}: {message}"), stacklevel=stacklevel)
+        return scenario
 
     def digest(self) -> str:
         """A stable hash of the validated scenario (stored with every result).
@@ -364,19 +430,21 @@ class Scenario(Model):
         data = self.model_dump(mode="json", round_trip=True)
         for path, value in {**(changes or {}), **fields}.items():
             _set_path(data, path, value)
-        return Scenario.model_validate(data)
+        return Scenario._validated(data, None, {})
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``data`` at a dotted path; an UnknownPath names the path and what is there instead."""
     node: Any = data
     parts = path.split(".")
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
+        where = ".".join(parts[:i]) or "the scenario"
         if isinstance(node, list):
             names = [item.get("name") for item in node if isinstance(item, dict)]
             index = int(part) if part.isdigit() else names.index(part) if part in names else None
             if index is None or index >= len(node):
-                raise KeyError(f"{path}: no item {part!r} (names: {', '.join(map(str, names))})")
+                raise UnknownPath([f"{path}: no item {part!r} in {where} ({_items(node, names)})"])
             if last:
                 node[index] = value
             node = node[index]
@@ -387,7 +455,14 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
                 node[part] = {}
             node = node[part]
         else:
-            raise KeyError(f"{path}: {'.'.join(parts[:i])} is not a mapping or a list")
+            raise UnknownPath([f"{path}: {where} is {units.quoted(node)}, not a mapping or a list"])
+
+
+def _items(items: list[Any], names: list[Any]) -> str:
+    """What a list has: its indices, and its items' names if they have any."""
+    shown = f"items 0-{len(items) - 1}" if items else "no items"
+    named = [str(n) for n in names if n is not None]
+    return f"{shown}; names: {', '.join(named)}" if named else shown
 
 
 def slug(text: str) -> str:

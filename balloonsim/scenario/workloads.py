@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
+from balloonsim import units
 from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
 from balloonsim.scenario.types import Nanoseconds, Pages
 from balloonsim.traces import Trace, TraceError, read_trace
@@ -34,6 +35,10 @@ class Constant(Model):
     anon: Pages = 0
     cache: Pages = 0
 
+    def changes_until(self, end: int) -> int:
+        """How many times the demand changes by ``end`` (ns): the timeline rows it causes."""
+        return 1
+
 
 class Step(Model):
     """The demand from ``at`` on; a size left out keeps its previous value."""
@@ -52,6 +57,9 @@ class Ramp(Model):
     cache: Span = (0, 0)
     step: Nanoseconds = Field("1s", gt=0, description="how often the demand changes during the ramp")
 
+    def changes_until(self, end: int) -> int:
+        return 1 + max(0, min(self.duration, end - self.start)) // self.step + 1
+
 
 class Periodic(Model):
     """A demand swinging between two levels, as a square wave (``duty`` of the period high) or a sine."""
@@ -63,6 +71,12 @@ class Periodic(Model):
     duty: float = Field(0.5, gt=0, lt=1, description="square: the fraction of each period at the high level")
     step: Nanoseconds | None = Field(None, gt=0, description="sine: sampling interval; default period/16")
     start: Nanoseconds = 0
+
+    def changes_until(self, end: int) -> int:
+        span = max(0, end - self.start)
+        if self.shape == "square":
+            return 1 + 2 * (span // self.period + 1)
+        return 1 + span // (self.step or max(1, self.period // 16)) + 1
 
 
 class Bursts(Model):
@@ -78,6 +92,10 @@ class Bursts(Model):
     anon: Span = (0, 0)
     cache: Span = (0, 0)
     start: Nanoseconds = 0
+
+    def changes_until(self, end: int) -> int:
+        """Expected: a start and an end per burst."""
+        return 2 * (max(0, end - self.start) // self.every + 1)
 
     @model_validator(mode="after")
     def _ranges(self) -> Bursts:
@@ -100,7 +118,7 @@ class Replay(Model):
     anon: str | None = Field("anon_kb", description="column of anonymous memory (/proc/meminfo AnonPages)")
     cache: str | None = Field("cache_kb", description="column of page cache (/proc/meminfo Cached)")
     unit: Literal["KiB", "bytes", "pages"] = "KiB"
-    scale: float = Field(1.0, ge=0, description="multiply every size")
+    scale: float = Field(1.0, ge=0, allow_inf_nan=False, description="multiply every size")
     loop: bool = Field(False, description="start over one sample interval after the last sample")
     _trace: Trace | None = PrivateAttr(None)
 
@@ -116,7 +134,20 @@ class Replay(Model):
             self._trace = read_trace(Path(self.file), time=self.time, anon=self.anon, cache=self.cache, unit=self.unit)
         except TraceError as err:
             raise ValueError(" / ".join(err.problems)) from None
+        largest = max(max(self._trace.anon), max(self._trace.cache))
+        if largest * self.scale > units.MAX_PAGES:
+            raise ValueError(f"scale {self.scale:g} makes the largest sample too large: {units.SIZE_LIMIT}")
         return self
+
+    @property
+    def loop_period(self) -> int:
+        """Time from the first sample to the same sample's next lap: the last time plus the last interval."""
+        times = self.trace.time_ns
+        return times[-1] + (times[-1] - times[-2] if len(times) > 1 else units.NS_PER_S)
+
+    def changes_until(self, end: int) -> int:
+        laps = end // self.loop_period + 1 if self.loop else 1
+        return laps * len(self.trace.time_ns)
 
     @property
     def trace(self) -> Trace:
@@ -160,6 +191,12 @@ class Workload(Model):
     @property
     def kind(self) -> str:
         return the_one_set(self, KINDS, "a workload", "kind")
+
+    def changes_until(self, end: int) -> int:
+        """How many times this task's demand changes by ``end`` (ns): the timeline rows it causes."""
+        if self.steps is not None:
+            return len(self.steps)
+        return self.spec.changes_until(end)
 
     @property
     def spec(self) -> Any:

@@ -1,0 +1,97 @@
+"""YAML text to a round-trip document (ruamel.yaml, YAML 1.2, line numbers kept), within limits.
+
+A scenario is small, so a document that is not is refused before any Python
+object is built from it: nesting deeper than MAX_DEPTH, or more than
+MAX_NODES nodes once every alias is counted as the whole node it names (an
+alias "bomb" of a few hundred bytes expands to billions).  Each problem is one
+``file:line: YAML: ...`` line.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ruamel.yaml import YAML
+from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
+from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.events import AliasEvent
+from ruamel.yaml.reader import ReaderError
+
+from balloonsim.errors import ScenarioError
+from balloonsim.units import quoted
+
+#: The largest scenario file read (ruamel.yaml reads about a MiB a second).
+MAX_BYTES = 4 << 20
+#: Mappings and lists inside each other (a scenario needs about 7).
+MAX_DEPTH = 40
+#: Nodes of the document with every alias expanded (a 100-guest scenario has a few thousand).
+MAX_NODES = 200_000
+
+
+def load_yaml(text: str, filename: str) -> Any:
+    """The document in ``text``; a ScenarioError with one line if it is not YAML or is beyond the limits."""
+    if len(text) > MAX_BYTES:
+        raise ScenarioError([f"{filename}: larger than {MAX_BYTES >> 20} MiB, more than a scenario needs"])
+    yaml = YAML(typ="rt", pure=True)
+    yaml.max_depth = MAX_DEPTH
+    yaml.Composer = _BoundedComposer
+    yaml.Constructor = _Constructor
+    try:
+        return yaml.load(text)
+    except MaxDepthExceededError as err:
+        raise ScenarioError([f"{filename}:{_line(err)}: YAML: nested deeper than {MAX_DEPTH} levels"]) from None
+    except MarkedYAMLError as err:
+        raise ScenarioError([f"{filename}:{_line(err)}: YAML: {err.problem or err.context}"]) from None
+    except ReaderError as err:
+        line = text.count("\n", 0, err.position) + 1
+        raise ScenarioError([f"{filename}:{line}: YAML: character #x{err.character:04x}: {err.reason}"]) from None
+    except YAMLError as err:
+        raise ScenarioError([f"{filename}:1: YAML: {err}"]) from None
+
+
+def _line(err: MarkedYAMLError) -> int:
+    mark = err.problem_mark or err.context_mark
+    return mark.line + 1 if mark is not None else 1
+
+
+class _BoundedComposer(Composer):
+    """ruamel's composer, counting the nodes the document expands to as it goes."""
+
+    def __init__(self, loader: Any = None) -> None:
+        super().__init__(loader)
+        self.expanded = 0  # nodes so far, each alias counted as the whole node it names
+        self.sizes: dict[int, int] = {}  # id(anchored node) -> nodes it expands to
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.parser.peek_event()
+        before = self.expanded
+        node = super().compose_node(parent, index)
+        if isinstance(event, AliasEvent):
+            size = self.sizes.get(id(node))
+            if size is None:  # the alias is inside the node it names
+                raise ComposerError(None, None, f"alias {event.anchor!r} refers to a node around it", event.start_mark)
+            self.expanded += size
+        else:
+            self.expanded += 1
+            if node.anchor is not None:
+                self.sizes[id(node)] = self.expanded - before
+        if self.expanded > MAX_NODES:
+            raise ComposerError(
+                None,
+                None,
+                f"more than {MAX_NODES} nodes once aliases are expanded; a scenario needs far fewer",
+                event.start_mark,
+            )
+        return node
+
+
+class _Constructor(RoundTripConstructor):
+    """ruamel's round-trip constructor; a scalar it cannot convert (``!!int x``, 5000 digits) is a YAML error."""
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError):
+            kind = str(node.tag).rsplit(":", 1)[-1]
+            raise ConstructorError(None, None, f"cannot read {quoted(node.value)} as {kind}", node.start_mark) from None
