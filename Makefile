@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test bench notebooks clean
+.PHONY: run test bench notebooks mutation clean
 
 run: $(VENV)/.installed-run  ## set up (what running needs), then run the quickstart scenario into results/quickstart/
 	$(BIN)/balloonsim run scenarios/quickstart.yaml
@@ -16,6 +16,10 @@ bench: $(VENV)/.installed-run  ## speed figures (not a test)
 
 notebooks: $(VENV)/.installed-notebooks  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
+
+mutation: $(VENV)/.installed-mutation  ## mutation testing (mutmut; slow, not part of test or CI): score per package, survivors in mutants/survivors.txt
+	$(BIN)/mutmut run --max-children 2
+	$(BIN)/python tools/mutation_report.py --survivors mutants/survivors.txt
 
 $(VENV)/bin/python:
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "balloonsim needs Python 3.11 or newer; set PYTHON=python3.11 (or newer)")'
@@ -33,6 +37,10 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/python
 
 $(VENV)/.installed-notebooks: pyproject.toml | $(VENV)/bin/python
 	$(BIN)/python -m pip install --quiet -e '.[notebooks]'
+	@touch $@ $(VENV)/.installed-run
+
+$(VENV)/.installed-mutation: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/python -m pip install --quiet -e '.[test,mutation]'
 	@touch $@ $(VENV)/.installed-run
 
 clean:
