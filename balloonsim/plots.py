@@ -1,42 +1,57 @@
 """Figures drawn from a Result (never by re-running the model).
 
 Each function returns a ``matplotlib.figure.Figure`` built without pyplot,
-so nothing global changes and notebooks and scripts can use them alike:
+so nothing global changes and notebooks and scripts can use them alike.
+Every figure's title names the run (``run_label``: scenario, seed, driver
+settings), and every legend says what its lines and marks mean:
 
 * ``timeline_figure``: per domain, current, target, total and the balloon
   lists (and MemAvailable), with back-off, cancellation, OOM kills and
-  hot-added memory marked; the host below;
+  hot-added memory marked; the host below; of many guests, the worst;
 * ``host_figure``: host free memory, the domains' pages, and the free
   memory the host needs (``host.needed``), with when it got there;
 * ``memory_figure``: one guest's memory by holder, stacked, with
   MemAvailable, swap and unmet demand;
-* ``gap_heatmap``: target - current for every domain over time, readable
-  with a hundred guests;
-* ``summary_figure``: bar charts of the summary table;
+* ``gap_heatmap``: target - current for every domain over time, summed over
+  groups of consecutive guests when there are more than ``HEATMAP_ROWS``;
+* ``summary_figure``: bar charts of the summary table, the worst guests;
 * ``compare_figure``: one domain in several runs (two policies, two knobs)
   on the same axes.
 
 ``write_figures`` draws the set ``balloonsim run`` and ``balloonsim plot``
 write next to the tables (memory figures for the guests that suffered most).
+A figure's size and drawing time depend on the few guests it draws, not on
+how many the run had: their rows are picked by domain code in one pass.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import textwrap
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from balloonsim.results.result import Result
-from balloonsim.results.summary import host_needed_reached_s
+from balloonsim.results.settings import run_label
+from balloonsim.results.summary import host_needed_reached_s, worst_first
 from balloonsim.units import PAGE_SIZE
 
 MAX_PANELS = 12
 MAX_MEMORY_FIGURES = 4
+#: guests in summary.png: the worst ones
+SUMMARY_ROWS = 30
+#: rows of gap_heatmap.png: more guests than this are summed in groups of consecutive ones
+HEATMAP_ROWS = 100
 MIB_PAGES = (1 << 20) // PAGE_SIZE
+#: how worst_first ranks the guests, for titles
+WORST_ORDER = "most OOM kills, then most unmet demand, then farthest from its final target"
+NOT_REACHED = " not reached"
 #: events marked on the timeline: kind -> (marker, colour, legend label)
 EVENT_MARKERS = {
     "EAGAIN": ("v", "tab:orange", "EAGAIN"),
@@ -53,6 +68,31 @@ HOLDERS = (
     ("page_cache", "page cache", "tab:olive"),
     ("guest_free", "free", "tab:green"),
 )
+#: what each line, band and mark means, for legends (the artists keep the short label)
+MEANINGS = {
+    "current": "current: pages the guest has (current_pages)",
+    "target": "target: what the toolstack asked for (target_pages)",
+    "total": "total: RAM at boot plus hot-added memory (total_pages)",
+    "balloon_low": "balloon_low: lowmem pages in the balloon, given to Xen",
+    "balloon_high": "balloon_high: highmem pages in the balloon (32-bit guests)",
+    "MemAvailable": "MemAvailable: si_mem_available(), what the guest can spare",
+    "EAGAIN": "EAGAIN: a pass fell short; retried after a back-off",
+    "ECANCELED": "ECANCELED: max_retry_count passes fell short; given up",
+    "WAIT": "WAIT: waiting for hot-added memory to be onlined",
+    "OOM kill": "OOM kill: the OOM killer killed a task",
+    "hot-added": "hot-added: memory hot-added to reach the target",
+    "host free": "host free: Xen's free memory",
+    "Σ domain pages": "Σ domain pages: what all domains hold",
+    "needed": "needed: the free memory the host needs (host.needed)",
+    "kernel": "kernel: the kernel's own pages (used_at_boot)",
+    "anonymous": "anonymous: the tasks' resident anonymous pages",
+    "slab": "slab: reclaimable slab (dentries, inodes)",
+    "page cache": "page cache: file pages, reclaimable",
+    "free": "free: free pages",
+    "demand": "demand: what the workloads ask for",
+    "unmet demand": "unmet demand: demand neither resident nor swapped",
+    "swap": "swap: anonymous pages swapped out",
+}
 
 
 def size_unit(max_pages: float) -> tuple[float, str]:
@@ -80,22 +120,54 @@ def _end_s(result: Result) -> float:
     return float(result.timeline["time_s"].max()) if len(result.timeline) else 0.0
 
 
-def _domains(result: Result, domains: Iterable[str] | None) -> list[str]:
-    return list(domains) if domains is not None else [str(d) for d in result.timeline["domain"].cat.categories]
+def _domain_names(result: Result) -> list[str]:
+    return [str(d) for d in result.timeline["domain"].cat.categories]
+
+
+def rows_by_domain(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, pd.DataFrame]:
+    """The rows of each named domain, in time order, picked by domain code in one pass."""
+    names = list(names)
+    domain = frame["domain"]
+    codes = domain.cat.categories.get_indexer(names)
+    picked = frame[np.isin(domain.cat.codes.to_numpy(), codes[codes >= 0])]
+    groups = {str(name): rows for name, rows in picked.groupby("domain", observed=True, sort=False)}
+    return {name: groups.get(name, picked.iloc[:0]) for name in names}
+
+
+def _heading(fig: Figure, *lines: str) -> None:
+    """The figure's title: the run's label, then what the figure shows, wrapped to its width."""
+    width = int(fig.get_figwidth() * 15)  # about as many 9 pt characters fit an inch
+    fig.suptitle("\n".join(textwrap.fill(line, width) for line in lines if line), x=0.01, ha="left", fontsize=9)
+
+
+def _explain(handles: list[Artist]) -> list[str]:
+    return [MEANINGS.get(h.get_label(), h.get_label()) for h in handles]
 
 
 def _legend(ax: Axes) -> None:
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    """The axes' legend, right of it, each entry saying what its line means."""
+    handles, _ = ax.get_legend_handles_labels()
+    ax.legend(handles, _explain(handles), loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+
+
+def _figure_legend(fig: Figure, axes: Iterable[Axes]) -> None:
+    """One legend below all panels: each label once, saying what its line or mark means."""
+    handles: dict[str, Artist] = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    listed = list(handles.values())
+    fig.legend(listed, _explain(listed), loc="outside lower center", ncols=2, fontsize=8, frameon=False)
 
 
 # -- one domain --------------------------------------------------------------------------
 
 
-def draw_domain(ax: Axes, result: Result, domain: str, t_div: float | None = None) -> None:
-    """current, target, total, the balloon lists and MemAvailable of one domain, its events marked."""
-    tl = result.timeline
-    rows = tl[tl["domain"] == domain]
-    t_div = t_div if t_div is not None else time_unit(_end_s(result))[0]
+def draw_domain(ax: Axes, rows: pd.DataFrame, events: pd.DataFrame, title: str, t_div: float) -> None:
+    """One domain's current, target, total, balloon lists and MemAvailable, its events marked.
+
+    ``rows`` and ``events`` are that domain's timeline rows and events (``rows_by_domain``).
+    """
     t = rows["time_s"].to_numpy() / t_div
     div, unit = size_unit(_peak(rows[["current_pages", "target_pages", "total_pages"]]))
     lines = [
@@ -103,31 +175,20 @@ def draw_domain(ax: Axes, result: Result, domain: str, t_div: float | None = Non
         ("target_pages", "target", "black", "--"),
         ("total_pages", "total", "tab:gray", ":"),
         ("balloon_low", "balloon_low", "tab:green", "-"),
-        ("mem_available", "MemAvailable", "tab:pink", "-"),  # what the balloon may still take
+        ("mem_available", "MemAvailable", "tab:pink", "-"),
     ]
     if rows["balloon_high"].any():
         lines.append(("balloon_high", "balloon_high", "tab:olive", "-"))
     for col, label, color, style in lines:
         ax.step(t, rows[col].to_numpy() / div, where="post", label=label, color=color, linestyle=style, lw=1.3)
-    ev = result.events
-    ev = ev[ev["domain"] == domain]
     for kind, (marker, color, label) in EVENT_MARKERS.items():
-        hits = ev[ev["kind"] == kind]
-        if len(hits):
-            when = hits["time_ns"].to_numpy()
-            ax.plot(
-                when / 1e9 / t_div,
-                _current_at(rows, when) / div,
-                marker,
-                color=color,
-                label=label,
-                linestyle="none",
-                markersize=8,
-            )
-    ax.set_title(f"{domain}: {target_note(result, domain)}", loc="left", fontsize=10)
+        when = events.loc[events["kind"] == kind, "time_ns"].to_numpy()
+        if len(when):
+            at = _current_at(rows, when) / div
+            ax.plot(when / 1e9 / t_div, at, marker, color=color, label=label, linestyle="none", markersize=8)
+    ax.set_title(title, loc="left", fontsize=10)
     ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
-    _legend(ax)
 
 
 def _current_at(rows: pd.DataFrame, when_ns: np.ndarray) -> np.ndarray:
@@ -182,45 +243,65 @@ def draw_host(ax: Axes, result: Result, t_div: float | None = None, *, domain_pa
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
-    _legend(ax)
 
 
 def host_figure(result: Result) -> Figure:
-    fig = Figure(figsize=(10, 3.2), layout="constrained")
+    fig = Figure(figsize=(10, 3.4), layout="constrained")
     ax = fig.subplots()
     t_div, t_label = time_unit(_end_s(result))
     draw_host(ax, result, t_div)
     ax.set_xlabel(t_label)
+    _legend(ax)
+    _heading(fig, run_label(result.metadata))
     return fig
 
 
 # -- figures -------------------------------------------------------------------------------
 
 
+def timeline_panels(result: Result, domains: Iterable[str] | None = None) -> tuple[list[str], str]:
+    """The domains timeline_figure draws (at most MAX_PANELS), and a note on any left out.
+
+    The domains given, in their order; else all in file order, or the worst if there are more.
+    """
+    names = list(domains) if domains is not None else _domain_names(result)
+    if len(names) <= MAX_PANELS:
+        return names, ""
+    if domains is not None:
+        return names[:MAX_PANELS], f"the first {MAX_PANELS} of the {len(names)} domains asked for"
+    worst = [str(d) for d in worst_first(result.summary)["domain"].head(MAX_PANELS)]
+    return worst, (
+        f"the {MAX_PANELS} worst of {len(names):,} guests, worst first ({WORST_ORDER}); gap_heatmap.png shows them all"
+    )
+
+
 def timeline_figure(result: Result, domains: Iterable[str] | None = None) -> Figure:
     """Per domain (at most MAX_PANELS): its timeline panel; at the bottom, host free memory."""
-    names = _domains(result, domains)
-    shown = names[:MAX_PANELS]
+    shown, note = timeline_panels(result, domains)
+    rows = rows_by_domain(result.timeline, shown)
+    events = rows_by_domain(result.events, shown)
     t_div, t_label = time_unit(_end_s(result))
-    fig = Figure(figsize=(10, 2.1 * (len(shown) + 1) + 0.6), layout="constrained")
+    fig = Figure(figsize=(10, 2.1 * (len(shown) + 1) + 2.2), layout="constrained")
     axes = fig.subplots(len(shown) + 1, 1, sharex=True, squeeze=False)[:, 0]
     for ax, name in zip(axes, shown, strict=False):
-        draw_domain(ax, result, name, t_div)
+        draw_domain(ax, rows[name], events[name], f"{name}: {target_note(result, name)}", t_div)
     draw_host(axes[-1], result, t_div, domain_pages=False)
     axes[-1].set_xlabel(t_label)
-    if len(names) > len(shown):
-        fig.suptitle(f"first {len(shown)} of {len(names)} domains (gap_heatmap.png shows them all)", fontsize=9)
+    _figure_legend(fig, axes)
+    _heading(fig, run_label(result.metadata), note)
     return fig
 
 
 def memory_figure(result: Result, domain: str) -> Figure:
     """One guest's memory by holder (stacked), MemAvailable and swap; OOM kills marked below."""
-    tl = result.timeline
-    rows = tl[tl["domain"] == domain]
+    rows = rows_by_domain(result.timeline, [domain])[domain]
+    events = rows_by_domain(result.events, [domain])[domain]
     t_div, t_label = time_unit(_end_s(result))
+    # every row is drawn, also several at one instant (a swap-out and an OOM kill in one
+    # settle): a step plot shows such a row as a vertical stroke at that instant
     t = rows["time_s"].to_numpy() / t_div
     div, unit = size_unit(_peak(rows["current_pages"]))
-    fig = Figure(figsize=(10, 5.4), layout="constrained")
+    fig = Figure(figsize=(10, 5.8), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.4])
     stack = [rows[col].to_numpy() / div for col, _, _ in HOLDERS]
     top.stackplot(
@@ -230,10 +311,9 @@ def memory_figure(result: Result, domain: str) -> Figure:
     top.step(t, rows["demand_pages"].to_numpy() / div, where="post", color="tab:purple", ls="--", lw=1, label="demand")
     bottom.step(t, rows["unmet_demand"].to_numpy() / div, where="post", color="tab:purple", label="unmet demand")
     bottom.step(t, rows["swap_pages"].to_numpy() / div, where="post", color="tab:cyan", label="swap")
-    ev = result.events
-    kills = ev[(ev["domain"] == domain) & (ev["kind"] == "oom_kill")]
+    kills = events.loc[events["kind"] == "oom_kill", "time_s"].to_numpy()
     for ax in (top, bottom):
-        for i, when in enumerate(kills["time_s"].to_numpy()):
+        for i, when in enumerate(kills):
             ax.axvline(when / t_div, color="tab:red", lw=1.5, ls=":", label="OOM kill" if i == 0 else None)
     top.set_title(f"{domain}: memory by holder (populated pages)", loc="left", fontsize=10)
     top.set_ylabel(unit)
@@ -244,7 +324,35 @@ def memory_figure(result: Result, domain: str) -> Figure:
     bottom.set_xlabel(t_label)
     bottom.grid(alpha=0.3)
     _legend(bottom)
+    _heading(fig, run_label(result.metadata))
     return fig
+
+
+def _bin_starts(result: Result, bins: int) -> np.ndarray:
+    end = _end_s(result)
+    return np.linspace(0.0, end, bins, endpoint=False) if end > 0 else np.zeros(1)
+
+
+def summed_gaps(timeline: pd.DataFrame, group: np.ndarray, starts: np.ndarray) -> np.ndarray:
+    """Σ target - current (pages) over the domains of each group (rows) at each start time (columns).
+
+    ``group[code]`` is the group of the domain with that category code.  A domain's gap at a
+    time is that of its last row at or before it, 0 before its first row.  So each row adds
+    its change from its domain's previous row to every start from its own time on: one sort by
+    (domain, time), one bincount of the changes per (group, first start) and a running sum.
+    """
+    codes = timeline["domain"].cat.codes.to_numpy()
+    order = np.lexsort((timeline["time_ns"].to_numpy(), codes))  # stable: same-instant rows keep their order
+    dom = codes[order]
+    gap = (timeline["target_pages"].to_numpy() - timeline["current_pages"].to_numpy())[order]
+    previous = np.where(np.r_[True, dom[1:] != dom[:-1]], 0, np.r_[0, gap[:-1]])
+    # a row at time t counts from the first start >= t; rows after the last start fall in column `columns`
+    columns = len(starts)
+    first = np.searchsorted(starts, timeline["time_s"].to_numpy()[order], side="left")
+    groups = int(group.max(initial=-1)) + 1
+    cells = np.bincount(group[dom] * (columns + 1) + first, weights=gap - previous, minlength=groups * (columns + 1))
+    # float sums of page counts are exact below 2**53 pages
+    return np.cumsum(cells.reshape(groups, columns + 1)[:, :columns], axis=1).round().astype(np.int64)
 
 
 def gap_matrix(result: Result, bins: int = 200) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -252,28 +360,35 @@ def gap_matrix(result: Result, bins: int = 200) -> tuple[np.ndarray, np.ndarray,
 
     Returns the matrix, the bins' start times in seconds, and the domain names.
     """
-    tl = result.timeline
-    names = [str(d) for d in tl["domain"].cat.categories]
-    end = _end_s(result)
-    starts = np.linspace(0.0, end, bins, endpoint=False) if end > 0 else np.zeros(1)
-    matrix = np.zeros((len(names), len(starts)), dtype=np.int64)
-    for i, (_, rows) in enumerate(tl.groupby("domain", observed=False, sort=True)):
-        index = np.searchsorted(rows["time_s"].to_numpy(), starts, side="right") - 1
-        gap = (rows["target_pages"] - rows["current_pages"]).to_numpy()
-        matrix[i] = np.where(index >= 0, gap[np.maximum(index, 0)], 0)
-    return matrix, starts, names
+    names = _domain_names(result)
+    starts = _bin_starts(result, bins)
+    return summed_gaps(result.timeline, np.arange(len(names)), starts), starts, names
+
+
+def heatmap_rows(names: list[str], rows: int = HEATMAP_ROWS) -> tuple[np.ndarray, list[str], str]:
+    """Each domain's heat-map row, the rows' labels, and what a row is: one domain, or (more
+    than ``rows`` domains) the sum over consecutive ones, labelled 'g0 – g9'."""
+    per_row = max(1, -(-len(names) // rows))
+    group = np.arange(len(names)) // per_row
+    if per_row == 1:
+        return group, names, "one row per domain"
+    labels = [f"{names[i]} – {names[min(i + per_row, len(names)) - 1]}" for i in range(0, len(names), per_row)]
+    return group, labels, f"each row sums {per_row:,} consecutive guests of the {len(names):,} (in scenario order)"
 
 
 def gap_heatmap(result: Result, bins: int = 200) -> Figure:
     """target - current for every domain over time: red still to give back, blue still to get."""
-    matrix, starts, names = gap_matrix(result, bins)
+    group, labels, rows_are = heatmap_rows(_domain_names(result))
+    starts = _bin_starts(result, bins)
+    matrix = summed_gaps(result.timeline, group, starts)
     end = _end_s(result)
     t_div, t_label = time_unit(end)
-    div, unit = size_unit(float(np.abs(matrix).max(initial=1)))
-    height = min(2.0 + 0.16 * len(names), 18)
+    largest = float(np.abs(matrix).max(initial=0))
+    div, unit = size_unit(max(largest, 1))
+    height = min(2.6 + 0.16 * len(labels), 18)
     fig = Figure(figsize=(10, height), layout="constrained")
     ax = fig.subplots()
-    limit = max(float(np.abs(matrix).max(initial=0)) / div, 1e-9)
+    limit = largest / div if largest else 1.0
     image = ax.imshow(
         matrix / div,
         aspect="auto",
@@ -281,51 +396,123 @@ def gap_heatmap(result: Result, bins: int = 200) -> Figure:
         cmap="RdBu",
         vmin=-limit,
         vmax=limit,
-        extent=(0, end / t_div, len(names) - 0.5, -0.5),
+        extent=(0, end / t_div, len(labels) - 0.5, -0.5),
     )
-    step = max(1, len(names) // 40)  # at most about 40 labels
-    ax.set_yticks(range(0, len(names), step), names[::step], fontsize=7)
+    step = max(1, len(labels) // 40)  # at most about 40 labels
+    ax.set_yticks(range(0, len(labels), step), labels[::step], fontsize=7)
     ax.set_xlabel(t_label)
-    ax.set_title("target - current per domain (red: still to give back, blue: still to get)", loc="left", fontsize=10)
+    ax.set_title("target - current (red: still to give back, blue: still to get)", loc="left", fontsize=10)
     fig.colorbar(image, ax=ax, label=f"target - current ({unit})", shrink=min(1.0, 6 / height))
+    at_target = "" if largest else "every domain was at its target at every bin start"
+    _heading(fig, run_label(result.metadata), rows_are, at_target)
     return fig
 
 
-def summary_figure(result: Result) -> Figure:
-    """Per domain: time to its final target, seconds in back-off, OOM kills, minimum MemAvailable."""
-    s = result.summary
-    names = [str(d) for d in s["domain"]]
-    y = np.arange(len(names))
-    fig = Figure(figsize=(12, 1.6 + 0.22 * len(names)), layout="constrained")
-    axes = fig.subplots(1, 4, sharey=True)
+class Bars(NamedTuple):
+    """One panel of summary_figure: a value per guest, the text beside each bar, and the note
+    that replaces the panel when every value is 0."""
+
+    xlabel: str
+    color: str
+    values: np.ndarray
+    texts: list[str]
+    zero_note: str
+
+    def is_blank(self) -> bool:
+        return not self.values.any() and NOT_REACHED not in self.texts
+
+
+def summary_panels(s: pd.DataFrame) -> list[Bars]:
+    """The bars of summary_figure, one list per panel, for the rows of ``s`` in its order."""
     took = s["time_to_final_target_s"].to_numpy(dtype=float)
     reached = s["target_reached"].to_numpy(dtype=bool)
-    axes[0].barh(y, np.where(reached, took, 0.0), color="tab:blue")
-    for i in np.flatnonzero(~reached):
-        axes[0].text(0, i, " not reached", va="center", fontsize=7, color="tab:red")
-    axes[0].set_xlabel("time to final target (s)")
-    axes[1].barh(y, s["backoff_s"].to_numpy(dtype=float), color="tab:orange")
-    axes[1].set_xlabel("in back-off (s)")
+    backoff = s["backoff_s"].to_numpy(dtype=float)
     kills = s["oom_kills"].to_numpy(dtype=float)
-    axes[2].barh(y, kills, color="black")
-    axes[2].set_xlim(0, max(1.0, kills.max(initial=0) * 1.05))
-    axes[2].xaxis.get_major_locator().set_params(integer=True)
-    axes[2].set_xlabel("OOM kills")
     div, unit = size_unit(_peak(s["min_mem_available"]))
-    axes[3].barh(y, s["min_mem_available"].to_numpy(dtype=float) / div, color="tab:pink")
-    axes[3].set_xlabel(f"minimum MemAvailable ({unit})")
-    axes[0].set_yticks(y, names, fontsize=7 if len(names) > 30 else 9)
+    available = s["min_mem_available"].to_numpy(dtype=float) / div
+    unmet = s["unmet_demand_mib_s"].to_numpy(dtype=float)
+    return [
+        Bars(
+            "time to final target (s)",
+            "tab:blue",
+            np.where(reached, took, 0.0),
+            [_number(v) if r else NOT_REACHED for v, r in zip(took, reached, strict=True)],
+            "0 s: each reached its final target the moment it was set",
+        ),
+        Bars("in back-off (s)", "tab:orange", backoff, _numbers(backoff), "none was in back-off"),
+        Bars("OOM kills", "black", kills, _numbers(kills), "no OOM kills"),
+        Bars(f"minimum MemAvailable ({unit})", "tab:pink", available, _numbers(available), "each fell to 0"),
+        Bars("unmet demand (MiB·s)", "tab:purple", unmet, _numbers(unmet), "no unmet demand"),
+    ]
+
+
+def _number(value: float) -> str:
+    """'0.25', '12.5', '1,100': three significant digits, whole numbers from 1000 up."""
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.3g}"
+
+
+def _numbers(values: np.ndarray) -> list[str]:
+    return [_number(v) for v in values]
+
+
+def _draw_bars(ax: Axes, y: np.ndarray, bars: Bars) -> None:
+    """A panel's bars with their values beside them, or, when all are 0, its note instead."""
+    container = ax.barh(y, bars.values, color=bars.color)
+    ax.set_xlabel(bars.xlabel)
+    if bars.is_blank():  # the zero-width bars stay: they are the table's values, and invisible
+        note = textwrap.fill(bars.zero_note, 22)
+        ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=8)
+        ax.tick_params(bottom=False, labelbottom=False, left=False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        return
+    for text in ax.bar_label(container, labels=bars.texts, padding=2, fontsize=7):
+        if text.get_text() == NOT_REACHED:
+            text.set_color("tab:red")
+    ax.set_xlim(0, max(float(bars.values.max(initial=0)), 1e-9) * 1.3)  # room for the values
+    ax.locator_params(axis="x", nbins=4)  # the values are written out: few ticks
+    ax.grid(axis="x", alpha=0.3)
+
+
+def summary_figure(result: Result, rows: int = SUMMARY_ROWS) -> Figure:
+    """The worst ``rows`` guests (worst_first): time to their final target, seconds in back-off,
+    OOM kills, minimum MemAvailable and unmet demand, each value beside its bar."""
+    s = result.summary
+    worst = worst_first(s).head(rows)
+    rank = pd.Series(np.arange(len(worst)), index=worst.index)
+    shown = s[s.index.isin(worst.index)]  # in the table's order, each bar placed at its rank
+    panels = summary_panels(shown)
+    fig = Figure(figsize=(14, 2.2 + 0.24 * len(worst)), layout="constrained")
+    widths = [0.5 if bars.is_blank() else 1.0 for bars in panels]
+    axes = fig.subplots(1, len(panels), sharey=True, width_ratios=widths)
+    for ax, bars in zip(axes, panels, strict=True):
+        _draw_bars(ax, rank[shown.index].to_numpy(), bars)
+    axes[2].xaxis.get_major_locator().set_params(integer=True)  # OOM kills
+    axes[0].set_yticks(rank.to_numpy(), [str(d) for d in worst["domain"]], fontsize=8)
     axes[0].invert_yaxis()
-    for ax in axes:
-        ax.set_xlim(left=0)
-        ax.grid(axis="x", alpha=0.3)
+    blank = [bars.xlabel for bars in panels if bars.is_blank()]
+    _heading(
+        fig,
+        run_label(result.metadata),
+        _summary_note(len(worst), len(s)),
+        f"0 for every guest shown, so a note instead of bars: {', '.join(blank)}" if blank else "",
+    )
     return fig
+
+
+def _summary_note(shown: int, total: int) -> str:
+    if shown == total:
+        return f"all {total:,} guests, worst first ({WORST_ORDER})"
+    return (
+        f"the {shown} worst of {total:,} guests, worst first ({WORST_ORDER}); "
+        f"{total - shown:,} left out (the summary table has every guest)"
+    )
 
 
 def compare_figure(results: dict[str, Result], domain: str) -> Figure:
     """One domain's current (solid) and target (dashed) in several runs, one colour per run;
-    their MemAvailable below."""
-    fig = Figure(figsize=(10, 5.0), layout="constrained")
+    their MemAvailable below.  The title gives each run's label (scenario, seed, settings)."""
+    fig = Figure(figsize=(10, 5.0 + 0.3 * len(results)), layout="constrained")
     top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
     rows = {label: r.domain(domain) for label, r in results.items()}
     end = max((float(r["time_s"].max()) for r in rows.values() if len(r)), default=0.0)
@@ -344,29 +531,30 @@ def compare_figure(results: dict[str, Result], domain: str) -> Figure:
         ax.grid(alpha=0.3)
         _legend(ax)
     bottom.set_xlabel(t_label)
+    _heading(fig, *(f"{label}: {run_label(r.metadata)}" for label, r in results.items()))
     return fig
 
 
 def most_pressed(result: Result, count: int) -> list[str]:
-    """The domains with workloads that suffered most: OOM kills, then unmet demand (MiB·s)."""
+    """The domains with workloads that fared worst, in worst_first's order."""
     tl = result.timeline
-    with_demand = set(tl.loc[tl["demand_pages"] > 0, "domain"].astype(str))
-    s = result.summary[result.summary["domain"].astype(str).isin(with_demand)]
-    s = s.sort_values(["oom_kills", "unmet_demand_mib_s"], ascending=False, kind="stable")
-    return [str(d) for d in s["domain"].head(count)]
+    with_demand = set(map(str, tl["domain"][tl["demand_pages"].to_numpy() > 0].unique()))
+    s = result.summary
+    pressed = s[s["domain"].astype(str).isin(with_demand)]
+    return [str(d) for d in worst_first(pressed)["domain"].head(count)]
 
 
 def write_figures(result: Result, directory: str | Path, dpi: int = 110) -> list[str]:
     """Draw the standard set into ``directory``; the file names written."""
     directory = Path(directory)
-    figures = {
-        "timeline.png": timeline_figure(result),
-        "host.png": host_figure(result),
-        "gap_heatmap.png": gap_heatmap(result),
-        "summary.png": summary_figure(result),
+    figures: dict[str, Callable[[], Figure]] = {
+        "timeline.png": lambda: timeline_figure(result),
+        "host.png": lambda: host_figure(result),
+        "gap_heatmap.png": lambda: gap_heatmap(result),
+        "summary.png": lambda: summary_figure(result),
     }
     for name in most_pressed(result, MAX_MEMORY_FIGURES):
-        figures[f"memory-{name}.png"] = memory_figure(result, name)
-    for name, fig in figures.items():
-        fig.savefig(directory / name, dpi=dpi)
+        figures[f"memory-{name}.png"] = lambda name=name: memory_figure(result, name)
+    for name, draw in figures.items():  # one figure in memory at a time
+        draw().savefig(directory / name, dpi=dpi)
     return list(figures)
