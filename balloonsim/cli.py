@@ -193,8 +193,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             if not args.no_plot:
                 from balloonsim.plots import write_figures
 
-                progress.drawing()
-                figures.extend(write_figures(result, tmp))
+                figures.extend(write_figures(result, tmp, on_figure=progress.drawing))
 
         progress.saving(len(TABLES))
         definition = scenario.model_dump(mode="json")

@@ -544,8 +544,11 @@ def most_pressed(result: Result, count: int) -> list[str]:
     return [str(d) for d in worst_first(pressed)["domain"].head(count)]
 
 
-def write_figures(result: Result, directory: str | Path, dpi: int = 110) -> list[str]:
-    """Draw the standard set into ``directory``; the file names written."""
+def write_figures(
+    result: Result, directory: str | Path, dpi: int = 110, on_figure: Callable[[int, int], None] | None = None
+) -> list[str]:
+    """Draw the standard set into ``directory``; the file names written.  ``on_figure(done, total)``
+    is told before each figure is drawn (for a progress bar)."""
     directory = Path(directory)
     figures: dict[str, Callable[[], Figure]] = {
         "timeline.png": lambda: timeline_figure(result),
@@ -555,6 +558,8 @@ def write_figures(result: Result, directory: str | Path, dpi: int = 110) -> list
     }
     for name in most_pressed(result, MAX_MEMORY_FIGURES):
         figures[f"memory-{name}.png"] = lambda name=name: memory_figure(result, name)
-    for name, draw in figures.items():  # one figure in memory at a time
+    for done, (name, draw) in enumerate(figures.items()):  # one figure in memory at a time
+        if on_figure is not None:
+            on_figure(done, len(figures))
         draw().savefig(directory / name, dpi=dpi)
     return list(figures)

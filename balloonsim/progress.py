@@ -1,8 +1,8 @@
 """The progress bar of ``balloonsim run``: simulating, saving the tables, drawing the figures.
 
 One line on standard error, one stage after another, in numbers people read
-(``quickstart: simulating 45/90 s``, ``saving tables 2/5``, ``drawing figures``) with the
-time the stage has taken and, where it can be told, the time it still needs.  It is shown
+(``quickstart: simulating 45/90 s``, ``saving tables 2/5``, ``drawing figures 1/4``) with
+the time the stage has taken and the time it still needs.  It is shown
 when standard error is a terminal (tqdm's ``disable=None``) unless ``shown`` forces it on or off,
 and it clears its line when done.
 """
@@ -13,10 +13,8 @@ import sys
 
 from tqdm import tqdm
 
-#: a stage with a known end: what it does, a bar, time taken < time still needed
+#: what the stage does, a bar, time taken < time still needed
 BAR = "{desc} |{bar}| {elapsed}<{remaining}"
-#: a stage that cannot count its steps
-OPEN = "{desc} [{elapsed}]"
 
 
 class RunProgress:
@@ -30,25 +28,20 @@ class RunProgress:
 
     def simulated(self, now_ns: int, end_ns: int) -> None:
         """The engine's report: ``now_ns`` of ``end_ns`` simulated."""
-        text = f"simulating {_sim_seconds(now_ns, end_ns)}"
-        if self._stage != "simulating":
-            self._start("simulating", text, total=end_ns, initial=now_ns)
-            return
-        assert self._bar is not None
-        self._bar.set_description_str(f"{self.name}: {text}", refresh=False)
-        self._bar.update(now_ns - self._bar.n)
+        self._report("simulating", f"simulating {_sim_seconds(now_ns, end_ns)}", now_ns, end_ns)
 
     def saving(self, tables: int) -> None:
-        self._start("saving", f"saving tables 0/{tables}", total=tables)
+        self._report("saving", f"saving tables 0/{tables}", 0, tables)
 
     def saved(self, _table: str) -> None:
         """One more table written."""
         assert self._bar is not None
-        self._bar.set_description_str(f"{self.name}: saving tables {self._bar.n + 1}/{self._bar.total}", refresh=False)
-        self._bar.update(1)
+        done, total = self._bar.n + 1, self._bar.total
+        self._report("saving", f"saving tables {done}/{total}", done, total)
 
-    def drawing(self) -> None:
-        self._start("drawing", "drawing figures", total=None)
+    def drawing(self, done: int, total: int) -> None:
+        """``write_figures``' report: ``done`` of ``total`` figures drawn, the next one being drawn."""
+        self._report("drawing", f"drawing figures {done}/{total}", done, total)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -62,18 +55,24 @@ class RunProgress:
     def __exit__(self, *_exc: object) -> None:
         self.close()
 
-    def _start(self, stage: str, text: str, *, total: int | None, initial: int = 0) -> None:
-        """A new bar for the next stage (a stage's own elapsed and remaining time mean something)."""
-        self.close()
-        self._stage = stage
-        self._bar = tqdm(
-            desc=f"{self.name}: {text}",
-            total=total,
-            initial=initial,
-            bar_format=BAR if total is not None else OPEN,
-            leave=False,
-            disable=not self.shown,
-        )
+    def _report(self, stage: str, text: str, done: int, total: int) -> None:
+        """``done`` of ``total`` in ``stage``; its first report opens a new bar, so that the elapsed and
+        remaining times are the stage's own."""
+        if self._stage != stage:
+            self.close()
+            self._stage = stage
+            self._bar = tqdm(
+                desc=f"{self.name}: {text}",
+                total=total,
+                initial=done,
+                bar_format=BAR,
+                leave=False,
+                disable=not self.shown,
+            )
+            return
+        assert self._bar is not None
+        self._bar.set_description_str(f"{self.name}: {text}", refresh=False)
+        self._bar.update(done - self._bar.n)
 
 
 def _sim_seconds(now_ns: int, end_ns: int) -> str:

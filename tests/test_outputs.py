@@ -222,7 +222,7 @@ def test_sigterm_while_saving_leaves_the_earlier_result_and_nothing_else(result,
 
 
 def test_sigterm_while_saving_exits_143(tiny, tmp_path, monkeypatch, capsys, sigterm_default):
-    monkeypatch.setattr(balloonsim.plots, "write_figures", lambda *_: os.kill(os.getpid(), signal.SIGTERM))
+    monkeypatch.setattr(balloonsim.plots, "write_figures", lambda *_, **__: os.kill(os.getpid(), signal.SIGTERM))
     assert main(["run", str(tiny), "-o", str(tmp_path / "r")]) == 128 + 15
     assert "interrupted" in one_line(capsys.readouterr().err)
     assert listing(tmp_path) == ["tiny.yaml"]
@@ -368,10 +368,10 @@ def test_progress_shows_whole_seconds_and_each_stage(capsys):
     with RunProgress("q", shown=True) as progress:
         progress.simulated(45_000_000_001, 90_000_000_000)  # the engine's report at 45.000000001 s of 90
         progress.saving(5)
-        progress.drawing()
+        progress.drawing(0, 4)
     err = capsys.readouterr().err
     assert "q: simulating 45/90 s" in err and "45.0" not in err
-    assert "q: saving tables 0/5" in err and "q: drawing figures" in err
+    assert "q: saving tables 0/5" in err and "q: drawing figures 0/4" in err
 
 
 def test_progress_of_a_short_run_shows_tenths(capsys):
@@ -383,9 +383,10 @@ def test_progress_of_a_short_run_shows_tenths(capsys):
 
 @pytest.mark.parametrize(("flag", "shown"), [("--progress", True), ("--no-progress", False)])
 def test_the_progress_flag_forces_the_bar(flag, shown, tiny, tmp_path, capsys):
-    assert main(["run", str(tiny), "-o", str(tmp_path / "r"), "--no-plot", flag]) == 0
+    assert main(["run", str(tiny), "-o", str(tmp_path / "r"), flag]) == 0
     err = capsys.readouterr().err
-    assert ("tiny: simulating" in err and "tiny: saving tables" in err) is shown
+    # tiny has no workloads: write_figures draws timeline, host, gap_heatmap and summary, no memory-*.png
+    assert ("tiny: simulating" in err and "tiny: saving tables" in err and "drawing figures 0/4" in err) is shown
     assert (err == "") is not shown
 
 
