@@ -26,6 +26,10 @@ from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError
 from balloonsim.units import PAGE_SIZE
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    import pandas as pd
+
     from balloonsim.results.result import Result
 
 EPILOG = """\
@@ -221,29 +225,43 @@ def cmd_plot(args: argparse.Namespace) -> int:
 #: domains listed by render_summary before it refers to summary.parquet
 SUMMARY_ROWS = 24
 
+#: the console's columns: header, summary row -> text, left-aligned
+_COLUMNS: tuple[tuple[str, Callable[[Any], str], bool], ...] = (
+    ("domain", lambda r: str(r.domain), True),
+    ("current", lambda r: _mib(r.final_current_pages), False),
+    ("target", lambda r: _mib(r.final_target_pages), False),
+    ("state", lambda r: r.final_state, True),
+    ("reached", lambda r: _reached(r), True),
+    ("after", lambda r: _seconds(r.time_to_final_target_s) if r.target_reached else "-", False),
+    ("backoff", lambda r: _seconds(r.backoff_s), False),
+    ("cancel", lambda r: str(r.cancellations), False),
+    ("OOM", lambda r: str(r.oom_kills), False),
+    ("min avail", lambda r: _mib(r.min_mem_available), False),
+    ("max anon unmet", lambda r: _mib(r.max_unmet_anon), False),
+    ("max cache unmet", lambda r: _mib(r.max_unmet_cache), False),
+)
+
 
 def render_summary(result: Result) -> str:
-    """A short text table: where each domain ended, what it took and what it cost the guest."""
+    """A short text table: where each domain ended, what it took and what it cost the guest.
+
+    Past SUMMARY_ROWS domains it lists the worst first and says how many it left out.
+    """
+    from balloonsim.results.summary import WORST_FIRST_ORDER, worst_first
+
     m = result.metadata
+    summary = result.summary
+    left_out = len(summary) - SUMMARY_ROWS
+    shown = worst_first(summary).head(SUMMARY_ROWS) if left_out > 0 else summary
     lines = [
         f"{m.get('scenario')}: {m.get('domains')} domain(s), {m.get('duration_ns', 0) / 1e9:g} s simulated, "
         f"{m.get('timeline_rows')} timeline rows, {m.get('wall_s')} s wall (seed {m.get('seed')})",
         "",
-        f"{'domain':<14}{'current':>11}{'target':>11}  {'state':<10}{'reached':<9}{'after':>9}"
-        f"{'backoff':>9}{'cancel':>7}{'OOM':>5}{'min avail':>11}{'max unmet':>11}",
+        *_table(shown),
     ]
-    summary = result.summary
-    for r in summary.head(SUMMARY_ROWS).itertuples(index=False):
-        took = r.time_to_final_target_s
-        after = f"{took:.3g}s" if r.target_reached and not math.isnan(took) else "-"
-        lines.append(
-            f"{str(r.domain):<14}{_mib(r.final_current_pages):>11}{_mib(r.final_target_pages):>11}  "
-            f"{r.final_state:<10}{'yes' if r.target_reached else 'no':<9}{after:>9}"
-            f"{r.backoff_s:>8.3g}s{r.cancellations:>7}{r.oom_kills:>5}"
-            f"{_mib(r.min_mem_available):>11}{_mib(r.max_unmet_demand):>11}"
-        )
-    if len(summary) > SUMMARY_ROWS:
-        lines.append(f"... and {len(summary) - SUMMARY_ROWS} more domains (all of them in summary.parquet)")
+    if left_out > 0:
+        lines.append(f"... and {left_out} more domains, not shown (all in summary.parquet)")
+        lines.append(f"rows ordered worst first: {WORST_FIRST_ORDER}")
     needed = m.get("host_needed_pages")
     if needed:
         from balloonsim.results.summary import host_needed_reached_s
@@ -252,6 +270,34 @@ def render_summary(result: Result) -> str:
         reached = f"reached at {when:.3g} s" if when is not None else "never reached"
         lines.append(f"\nhost free memory needed: {_mib(needed)}, {reached}")
     return "\n".join(lines)
+
+
+def _table(summary: pd.DataFrame) -> list[str]:
+    """The header and one line per row, each column as wide as its widest text."""
+    cells = [[text(r) for _, text, _ in _COLUMNS] for r in summary.itertuples(index=False)]
+    headers = [header for header, _, _ in _COLUMNS]
+    widths = [max(len(c) for c in column) for column in zip(headers, *cells, strict=True)]
+
+    def line(texts: list[str]) -> str:
+        padded = (
+            t.ljust(w) if left else t.rjust(w) for t, w, (_, _, left) in zip(texts, widths, _COLUMNS, strict=True)
+        )
+        return "  ".join(padded).rstrip()
+
+    return [line(headers), *(line(row) for row in cells)]
+
+
+def _reached(r: Any) -> str:
+    """'yes', or 'no' with the reason when the last target asked for was refused or clamped."""
+    if r.target_reached:
+        return "yes"
+    if r.last_target_refused:
+        return "no (refused)"
+    return "no (clamped)" if r.last_target_clamped else "no"
+
+
+def _seconds(s: float) -> str:
+    return "-" if math.isnan(s) else f"{s:.3g}s" if s < 100 else f"{s:.0f}s"
 
 
 def _mib(pages: int) -> str:

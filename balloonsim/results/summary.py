@@ -71,6 +71,11 @@ def row_durations(timeline: pd.DataFrame) -> np.ndarray:
     return out
 
 
+#: timeline causes that ask for a new target: a xenstore write, ``xl mem-set``, a sysfs write
+#: (``target_kb``, or ``target`` in bytes, whose cause is ``target`` too)
+TARGET_REQUESTS = ("target", "mem_set", "target_kb")
+
+
 def domain_summary(
     timeline: pd.DataFrame, events: pd.DataFrame, targets: pd.DataFrame, activity: dict[str, dict[str, int]]
 ) -> pd.DataFrame:
@@ -87,14 +92,21 @@ def domain_summary(
     def kind(name: str) -> pd.Series:
         return kinds[name] if name in kinds.columns else pd.Series(0, index=domains)
 
+    def state(name: str) -> np.ndarray:
+        return states[name].to_numpy() if name in states.columns else np.zeros(len(domains), np.int64)
+
     def act(name: str) -> list[int]:
         return [activity.get(str(d), {}).get(name, 0) for d in domains]
 
     held_s = row_durations(timeline) / NS_PER_S
     low_mark = timeline["domain"].astype(str).map(dict(zip(map(str, domains), act("wmark_low_pages"), strict=True)))
 
-    def seconds_when(mask: pd.Series | np.ndarray) -> pd.Series:
-        return pd.Series(np.where(mask, held_s, 0.0)).groupby(timeline["domain"].to_numpy(), observed=False).sum()
+    def seconds_when(mask: pd.Series | np.ndarray) -> np.ndarray:
+        held = pd.Series(np.where(mask, held_s, 0.0))
+        return held.groupby(timeline["domain"].to_numpy(), observed=False).sum().reindex(domains).to_numpy()
+
+    def peak(column: str) -> np.ndarray:
+        return by_domain[column].max().reindex(domains).to_numpy()
 
     backoff = (timeline["state"] == "EAGAIN") & timeline["work_pending"]
     unmet_mib_s = (
@@ -102,6 +114,7 @@ def domain_summary(
         .groupby(timeline["domain"].to_numpy(), observed=False)
         .sum()
     )
+    refused, clamped = last_request_refused_or_clamped(timeline, events)
 
     return pd.DataFrame(
         {
@@ -109,7 +122,11 @@ def domain_summary(
             "final_current_pages": last["current_pages"].to_numpy(),
             "final_target_pages": last["target_pages"].to_numpy(),
             "final_state": last["state"].astype(str).to_numpy(),
-            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy(),
+            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy() & ~refused & ~clamped,
+            "last_target_refused": refused,
+            "last_target_clamped": clamped,
+            "toolstack_refusals": kind("mem_set_failed").to_numpy(),
+            "target_clamps": kind("target_clamped").to_numpy(),
             "final_target_set_s": final["set_s"].to_numpy(),
             "final_target_reached_s": np.where(final["reached"], final["reached_ns"] / NS_PER_S, np.nan),
             "time_to_final_target_s": final["time_to_reach_s"].to_numpy(),
@@ -120,22 +137,26 @@ def domain_summary(
             "pages_out": act("pages_out"),
             "pages_in": act("pages_in"),
             "pages_hotplugged": act("hotplugged"),
-            "eagain_passes": states.get("EAGAIN", pd.Series(0, index=domains)).to_numpy(),
-            "wait_passes": states.get("WAIT", pd.Series(0, index=domains)).to_numpy(),
-            "cancellations": states.get("ECANCELED", pd.Series(0, index=domains)).to_numpy(),
-            "max_retry_count": work.groupby("domain", observed=False)["retry_count"]
+            "eagain_passes": state("EAGAIN"),
+            "wait_passes": state("WAIT"),
+            "cancellations": state("ECANCELED"),
+            # the largest retry_count a worker pass left (1 when it never retried)
+            "peak_retry_count": work.groupby("domain", observed=False)["retry_count"]
             .max()
             .reindex(domains)
             .fillna(1)
             .astype("int64")
             .to_numpy(),
-            "backoff_s": seconds_when(backoff).reindex(domains).to_numpy(),
+            "backoff_s": seconds_when(backoff),
             "min_mem_available": by_domain["mem_available"].min().reindex(domains).to_numpy(),
-            "below_low_watermark_s": seconds_when(timeline["guest_free"] < low_mark).reindex(domains).to_numpy(),
-            "oom_kills": by_domain["oom_count"].max().reindex(domains).to_numpy(),
-            "max_unmet_demand": by_domain["unmet_demand"].max().reindex(domains).to_numpy(),
+            # __zone_watermark_ok() (mm/page_alloc.c) fails when free pages <= the mark
+            "below_low_watermark_s": seconds_when(timeline["guest_free"] <= low_mark),
+            "oom_kills": peak("oom_count"),
+            "max_unmet_demand": peak("unmet_demand"),
+            "max_unmet_anon": peak("unmet_anon"),
+            "max_unmet_cache": peak("unmet_cache"),
             "unmet_demand_mib_s": unmet_mib_s.reindex(domains).to_numpy(),
-            "max_swap_pages": by_domain["swap_pages"].max().reindex(domains).to_numpy(),
+            "max_swap_pages": peak("swap_pages"),
             "balloon_reclaimed": act("reclaimed"),
             "kswapd_reclaimed": act("kswapd_reclaimed"),
             "alloc_failures": kind("alloc_failed").to_numpy(),
@@ -144,15 +165,52 @@ def domain_summary(
     )
 
 
+def last_target_requests(timeline: pd.DataFrame) -> pd.DataFrame:
+    """Each domain's last target request: its ``time_ns`` and ``cause`` (NaN: never asked)."""
+    asked = timeline[timeline["cause"].isin(TARGET_REQUESTS)]
+    last = asked.groupby("domain", observed=False).tail(1).set_index("domain")[["time_ns", "cause"]]
+    return last.reindex(timeline["domain"].cat.categories)
+
+
+def last_request_refused_or_clamped(timeline: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per domain: was its last target request refused by the toolstack; was a target clamped since?
+
+    libxl refuses ``xl mem-set`` at the request (event ``mem_set_failed``, same instant); the
+    no-hotplug reserve_additional_memory() clamps the target at a later worker pass (event
+    ``target_clamped``).  A domain never asked counts every clamp of its initial target.
+    """
+    asked = last_target_requests(timeline)
+    asked_ns = asked["time_ns"].fillna(-1)
+    refused_ns = latest_event_ns(events, "mem_set_failed", asked.index)
+    clamped_ns = latest_event_ns(events, "target_clamped", asked.index)
+    refused = (asked["cause"].astype(str) == "mem_set") & (refused_ns == asked_ns)
+    return refused.to_numpy(), (clamped_ns >= asked_ns).to_numpy()
+
+
+def latest_event_ns(events: pd.DataFrame, kind: str, domains: pd.Index) -> pd.Series:
+    """The time of each domain's last event of ``kind`` (NaN: none)."""
+    of_kind = events[events["kind"] == kind]
+    return of_kind.groupby(of_kind["domain"].astype(str))["time_ns"].max().reindex(domains)
+
+
+#: how worst_first orders the domains, for people
+WORST_FIRST_ORDER = "most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
+
+
 def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
-    """The summary's rows, the guests that fared worst first: most OOM kills, then most unmet
-    demand (MiB·s), then farthest from their final target; ties keep the scenario's order."""
+    """The summary's rows, the guests that fared worst first (WORST_FIRST_ORDER); ties keep the
+    scenario's order."""
     distance = (summary["final_target_pages"] - summary["final_current_pages"]).abs()
     keys = pd.DataFrame(
-        {"oom": summary["oom_kills"], "unmet": summary["unmet_demand_mib_s"], "distance": distance},
+        {
+            "oom": summary["oom_kills"],
+            "unmet": summary["unmet_demand_mib_s"],
+            "missed": ~summary["target_reached"].astype(bool),
+            "distance": distance,
+        },
         index=summary.index,
     )
-    order = keys.sort_values(["oom", "unmet", "distance"], ascending=False, kind="stable").index
+    order = keys.sort_values(["oom", "unmet", "missed", "distance"], ascending=False, kind="stable").index
     return summary.loc[order]
 
 
