@@ -12,8 +12,13 @@ Loc = tuple[str | int, ...]
 
 
 def dotted(loc: Loc) -> str:
-    """A location as people write it: ``events.0.at``."""
-    return ".".join(str(p) for p in loc) or "(top)"
+    """A location as people write it: ``events.0.at`` (an odd key quoted, so the path stays one line)."""
+    return ".".join(_part(p) for p in loc) or "(top)"
+
+
+def _part(part: str | int) -> str:
+    text = str(part)
+    return text if text.isprintable() and text else repr(text)
 
 
 class BalloonsimError(Exception):

@@ -80,7 +80,7 @@ def line_of(doc: Any, loc: Loc) -> int:
     line = 0
     node = doc
     for part in loc:
-        if isinstance(node, CommentedMap) and part in node.lc.data:  # not a key merged in by <<
+        if isinstance(node, CommentedMap) and part in (node.lc.data or {}):  # not a key merged in by <<
             line = node.lc.key(part)[0]
             node = node[part]
         elif isinstance(node, CommentedSeq) and isinstance(part, int) and 0 <= part < len(node):

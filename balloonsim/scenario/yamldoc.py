@@ -42,12 +42,12 @@ def load_yaml(text: str, filename: str) -> Any:
     except MaxDepthExceededError as err:
         raise ScenarioError([f"{filename}:{_line(err)}: YAML: nested deeper than {MAX_DEPTH} levels"]) from None
     except MarkedYAMLError as err:
-        raise ScenarioError([f"{filename}:{_line(err)}: YAML: {err.problem or err.context}"]) from None
+        raise ScenarioError([f"{filename}:{_line(err)}: YAML: {_one_line(err.problem or err.context)}"]) from None
     except ReaderError as err:
         line = text.count("\n", 0, err.position) + 1
         raise ScenarioError([f"{filename}:{line}: YAML: character #x{err.character:04x}: {err.reason}"]) from None
     except YAMLError as err:
-        raise ScenarioError([f"{filename}:1: YAML: {err}"]) from None
+        raise ScenarioError([f"{filename}:1: YAML: {_one_line(err)}"]) from None
 
 
 def _line(err: MarkedYAMLError) -> int:
@@ -55,11 +55,16 @@ def _line(err: MarkedYAMLError) -> int:
     return mark.line + 1 if mark is not None else 1
 
 
+def _one_line(message: object) -> str:
+    return " ".join(str(message).split())
+
+
 class _BoundedComposer(Composer):
     """ruamel's composer, counting the nodes the document expands to as it goes."""
 
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
+        self.warn_double_anchors = False  # legal YAML: a later anchor of the same name wins
         self.expanded = 0  # nodes so far, each alias counted as the whole node it names
         self.sizes: dict[int, int] = {}  # id(anchored node) -> nodes it expands to
 
