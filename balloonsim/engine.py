@@ -16,12 +16,12 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import simpy
-from tqdm import tqdm
 
 from balloonsim import __version__
 from balloonsim.errors import SimulationError
 from balloonsim.kernel.guest import GuestKernel
 from balloonsim.managers.process import run_manager
+from balloonsim.progress import RunProgress
 from balloonsim.registry import MANAGERS
 from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import Result, build_result
@@ -29,15 +29,10 @@ from balloonsim.results.settings import run_settings
 from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Event, Scenario
 from balloonsim.sim import END, EVENT, Timer
-from balloonsim.units import NS_PER_S, format_ns, kib_to_pages
+from balloonsim.units import format_ns, kib_to_pages
 from balloonsim.xen.hypervisor import Host
 from balloonsim.xen.toolstack import STATIC_MAX, XEND_STATIC_MAX, Toolstack
 from balloonsim.xen.xenstore import XenStore
-
-#: progress: None shows a bar on a terminal for runs over this many events, or this many
-#: domain-seconds of simulated time with workloads (both take seconds of wall time)
-PROGRESS_MIN_EVENTS = 20_000
-PROGRESS_MIN_WORKLOAD_DOMAIN_S = 50_000
 
 
 class ProgressSink(Protocol):
@@ -108,32 +103,22 @@ class Simulation:
             guest.start_workloads(self.seed, i, scenario.duration)
         if scenario.host.manager is not None:
             manager = MANAGERS.load(scenario.host.manager.kind)(scenario.host.manager)
-            applied: Callable[[int], None] = lambda i: self._record(i, self._cause_manager)  # noqa: E731
-            self.env.process(run_manager(self.env, manager, self.toolstack, self.guests, applied))
+            self.env.process(run_manager(self.env, manager, self.toolstack, self.guests, self._manager_acted))
 
     # -- running -------------------------------------------------------------------------
 
     def run(self, progress: bool | None | ProgressSink = None) -> Result:
         """Run to the end and build the Result.
 
-        ``progress``: None shows a bar on a terminal for long runs, True/False forces it on/off;
-        an object with ``simulated(now_ns, end_ns)`` is told as simulated time passes instead.
+        ``progress``: None shows a bar on a terminal, True/False forces it on/off; an object with
+        ``simulated(now_ns, end_ns)`` is told as simulated time passes instead.
         """
         started = time.perf_counter()
         self._start_script()
         end = Timer(self.env, self.scenario.duration, END)
         if progress is None or isinstance(progress, bool):
-            with tqdm(
-                total=self.scenario.duration / NS_PER_S,
-                unit="sim s",
-                disable=self._bar_disabled(progress),
-                leave=False,
-                desc=self.scenario.name,
-            ) as bar:
-                if bar.disable:
-                    self.env.run(until=end)
-                else:
-                    self._run_until(end, lambda now, _end: bar.update(now / NS_PER_S - bar.n))
+            with RunProgress(self.scenario.name, progress) as bar:
+                self._run_until(end, bar.simulated if bar.shown else None)
         else:
             self._run_until(end, progress.simulated)
         for i in range(len(self.guests)):
@@ -149,16 +134,11 @@ class Simulation:
             self.metadata(wall),
         )
 
-    def _bar_disabled(self, progress: bool | None) -> bool | None:
-        """tqdm's ``disable``: a bar on a terminal (None) for long runs only, unless told."""
-        if progress is not None:
-            return not progress
-        busy = sum(1 for d in self.scenario.domains if d.workloads) * self.scenario.duration / NS_PER_S
-        long = len(self.scenario.events) >= PROGRESS_MIN_EVENTS or busy >= PROGRESS_MIN_WORKLOAD_DOMAIN_S
-        return None if long else True
-
-    def _run_until(self, end: simpy.Event, simulated: Callable[[int, int], None]) -> None:
-        """env.run(until=end) in slices, telling ``simulated(now_ns, end_ns)`` after each."""
+    def _run_until(self, end: simpy.Event, simulated: Callable[[int, int], None] | None) -> None:
+        """env.run(until=end); in slices when ``simulated(now_ns, end_ns)`` is to be told after each."""
+        if simulated is None:
+            self.env.run(until=end)
+            return
         duration = self.scenario.duration
         slices = 200
         for k in range(1, slices + 1):
@@ -279,6 +259,9 @@ class Simulation:
 
     def event(self, guest: GuestKernel, kind: str, pages: int, value: int, message: str) -> None:
         self.recorder.event(self.env.now, self._index[guest], kind, pages, value, message)
+
+    def _manager_acted(self, index: int) -> None:
+        self._record(index, self._cause_manager)
 
     def pass_done(self, guest: GuestKernel) -> None:
         self._record(self._index[guest], self._cause_work)
