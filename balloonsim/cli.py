@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from balloonsim import __version__
-from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError
-from balloonsim.units import PAGE_SIZE
+from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError, warnings_printed
+from balloonsim.units import INT64_MAX, PAGE_SIZE, quoted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -105,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR",
         help="where to write: a new or empty folder, or an earlier result to replace (default: results/<name>/)",
     )
-    p.add_argument("--seed", type=int, metavar="N", help="random seed (default: the scenario's seed)")
+    p.add_argument("--seed", type=_seed, metavar="N", help="random seed (default: the scenario's seed)")
     p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
     p.add_argument(
         "--force",
@@ -191,7 +191,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     check_destination(out, force=args.force)  # before simulating, not after
     figures: list[str] = []
     with RunProgress(scenario.name, args.progress) as progress:
-        result = Simulation(scenario, args.seed).run(progress=progress if progress.shown else False)
+        result = Simulation(scenario, args.seed).run(progress=progress)
 
         def draw(tmp: Path) -> None:
             if not args.no_plot:
@@ -304,13 +304,26 @@ def _mib(pages: int) -> str:
     return f"{pages * PAGE_SIZE / (1 << 20):.0f} MiB"
 
 
+def _seed(text: str) -> int:
+    """``--seed``: a non-negative integer that fits the int64 the results keep it in."""
+    try:
+        seed = int(text)
+    except ValueError:
+        seed = -1
+    if not 0 <= seed <= INT64_MAX:
+        raise argparse.ArgumentTypeError(f"seeds are non-negative integers (0 to {INT64_MAX}), not {quoted(text)}")
+    return seed
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    """Check every file, even after one that cannot be read or used; warnings too, one line each."""
     from balloonsim.scenario import load_scenario
 
     status = 0
     for path in args.scenarios:
         try:
-            s = load_scenario(path)
+            with warnings_printed(sys.stderr):
+                s = load_scenario(path)
         except ScenarioError as err:
             for problem in err.problems:
                 print(problem, file=sys.stderr)
@@ -323,11 +336,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def _converted(args: argparse.Namespace) -> dict[str, Any]:
     from balloonsim.oracle import script_to_scenario
     from balloonsim.scenario.model import slug
+    from balloonsim.scenario.yamldoc import MAX_BYTES
+    from balloonsim.textfile import TextError, read_text
 
     try:
-        text = args.script.read_text()
-    except OSError as err:
-        raise ScenarioError([f"{args.script}: cannot read: {err.strerror}"]) from None
+        text = read_text(args.script, MAX_BYTES)
+    except TextError as err:
+        raise ScenarioError([str(err)]) from None
     return script_to_scenario(
         text, slug(args.script.stem), hz=args.hz, section_pages=args.section, hotplug=args.hotplug
     )
