@@ -39,7 +39,7 @@ from matplotlib.figure import Figure
 
 from balloonsim.results.result import Result
 from balloonsim.results.settings import run_label
-from balloonsim.results.summary import host_needed_reached_s, worst_first
+from balloonsim.results.summary import WORST_FIRST_ORDER, host_needed_reached_s, worst_first
 from balloonsim.units import PAGE_SIZE
 
 MAX_PANELS = 12
@@ -49,8 +49,6 @@ SUMMARY_ROWS = 30
 #: rows of gap_heatmap.png: more guests than this are summed in groups of consecutive ones
 HEATMAP_ROWS = 100
 MIB_PAGES = (1 << 20) // PAGE_SIZE
-#: how worst_first ranks the guests, for titles
-WORST_ORDER = "most OOM kills, then most unmet demand, then farthest from its final target"
 NOT_REACHED = " not reached"
 #: events marked on the timeline: kind -> (marker, colour, legend label)
 EVENT_MARKERS = {
@@ -271,7 +269,8 @@ def timeline_panels(result: Result, domains: Iterable[str] | None = None) -> tup
         return names[:MAX_PANELS], f"the first {MAX_PANELS} of the {len(names)} domains asked for"
     worst = [str(d) for d in worst_first(result.summary)["domain"].head(MAX_PANELS)]
     return worst, (
-        f"the {MAX_PANELS} worst of {len(names):,} guests, worst first ({WORST_ORDER}); gap_heatmap.png shows them all"
+        f"the {MAX_PANELS} worst of {len(names):,} guests, worst first ({WORST_FIRST_ORDER}); "
+        "gap_heatmap.png shows them all"
     )
 
 
@@ -502,9 +501,9 @@ def summary_figure(result: Result, rows: int = SUMMARY_ROWS) -> Figure:
 
 def _summary_note(shown: int, total: int) -> str:
     if shown == total:
-        return f"all {total:,} guests, worst first ({WORST_ORDER})"
+        return f"all {total:,} guests, worst first ({WORST_FIRST_ORDER})"
     return (
-        f"the {shown} worst of {total:,} guests, worst first ({WORST_ORDER}); "
+        f"the {shown} worst of {total:,} guests, worst first ({WORST_FIRST_ORDER}); "
         f"{total - shown:,} left out (the summary table has every guest)"
     )
 

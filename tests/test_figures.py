@@ -54,15 +54,15 @@ def pixels(png: Path) -> tuple[int, int]:
     return int.from_bytes(head[:4], "big"), int.from_bytes(head[4:], "big")
 
 
-# 40 guests, 30 drawn.  By hand, worst_first's order (OOM kills, unmet demand MiB·s, distance
-# from the final target; ties in file order):
+# 40 guests, 30 drawn.  By hand, worst_first's order (OOM kills, unmet demand MiB·s, target not
+# reached, distance from the target; ties in file order):
 # - victim: its task wants 2 GiB of anonymous memory in a 1 GiB guest without swap: the OOM
 #   killer kills it (it never restarts): the only guest with an OOM kill, first;
 # - cache3, cache2: tasks that read 3 GiB and 2 GiB of files in 1 GiB: the cache holds what fits,
 #   the rest is unmet all run long; the same cache resident, so 3 GiB leaves more unmet: cache3;
 # - up30, up20, up10: give 30/20/10 MiB back at 1 s, then other consumers take all of the host's
 #   free memory at 2 s, and at 3 s are asked to return to 1 GiB: populate is refused, they end
-#   30/20/10 MiB short (no demand: no unmet demand);
+#   30/20/10 MiB short of their target, not reached (no demand: no unmet demand);
 # - then the idle guests in file order, 24 of 34 to fill 30 rows; 10 left out.
 ORDER_BY_HAND = ["victim", "cache3", "cache2", "up30", "up20", "up10"] + [f"idle{i:02d}" for i in range(24)]
 
