@@ -26,7 +26,7 @@ MAX_BYTES = 4 << 20
 #: Mappings and lists inside each other (a scenario needs about 7).
 MAX_DEPTH = 40
 #: Nodes of the document with every alias expanded (a 100-guest scenario has a few thousand).
-MAX_NODES = 200_000
+MAX_NODES = 100_000
 
 
 def load_yaml(text: str, filename: str) -> Any:
