@@ -132,6 +132,31 @@ def test_a_run_json_not_written_by_balloonsim_makes_no_result(tiny, tmp_path, no
     assert (folder / "run.json").read_text() == '{"scenario": "mine"}\n'
 
 
+def earlier_version_result(result, folder: Path) -> None:
+    """A result as balloonsim 0.1.0 wrote it: tables, figures, a run.json without the marker."""
+    save_result(result, folder, extra=lambda tmp: (tmp / "timeline.png").write_bytes(b"png"))
+    run_json = json.loads((folder / "run.json").read_text())
+    del run_json["balloonsim_result"], run_json["result_files"]
+    run_json.update(scenario_sha256="abc", balloonsim_version="0.1.0")
+    (folder / "run.json").write_text(json.dumps(run_json))
+
+
+def test_an_earlier_versions_result_is_read_and_replaced(result, tiny, tmp_path):
+    folder = tmp_path / "old"
+    earlier_version_result(result, folder)
+    assert load_result(folder).metadata["balloonsim_version"] == "0.1.0"
+    assert main(["run", str(tiny), "-o", str(folder), "--no-plot"]) == 0
+    assert listing(folder) == sorted([*TABLE_FILES, "run.json"])  # its figure went with it
+
+
+def test_an_earlier_versions_result_with_other_files_is_refused(result, tiny, tmp_path, no_simulation):
+    folder = tmp_path / "old"
+    earlier_version_result(result, folder)
+    (folder / "notes.txt").write_text("mine\n")
+    assert main(["run", str(tiny), "-o", str(folder)]) == 2
+    assert (folder / "notes.txt").read_text() == "mine\n" and (folder / "timeline.png").exists()
+
+
 @pytest.mark.parametrize(
     ("output", "says"),
     [

@@ -12,11 +12,13 @@ in its schema metadata under the key ``balloonsim``.
 
 A folder is a result when its ``run.json`` carries the key ``balloonsim_result``;
 ``result_files`` there lists the files balloonsim wrote, the only ones it ever
-replaces or removes.  A result is saved only into a folder that is absent, empty
-or an earlier result (``force``: any folder, touching only balloonsim's files).
-It is built in a temporary folder beside the destination, with one writer at a
-time (a lock file beside it), and swapped in when complete; SIGTERM while saving
-removes what was begun.
+replaces or removes.  (A result of balloonsim 0.1.0, before the key, is known by
+its scenario hash and version; it held only tables, run.json and figures.)  A
+result is saved only into a folder that is absent, empty or an earlier result
+(``force``: any folder, touching only balloonsim's files).  It is built in a
+temporary folder beside the destination, with one writer at a time (a lock
+file beside it), and swapped in when complete; SIGTERM while saving removes
+what was begun.
 """
 
 from __future__ import annotations
@@ -50,6 +52,8 @@ FORMAT_KEY = "balloonsim_result"
 FORMAT_VERSION = 1
 FILES_KEY = "result_files"
 RUN_JSON = "run.json"
+#: run.json keys of results written before the marker (balloonsim 0.1.0): all its files are balloonsim's kinds
+EARLIER_RUN_KEYS = frozenset({"scenario_sha256", "balloonsim_version"})
 #: signals that end a save early: they raise Interrupted, so its temporary files are removed
 CAUGHT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
@@ -144,6 +148,8 @@ def _own_files(directory: Path) -> set[str]:
         run = read_run_json(directory)
     except ResultError:
         return set()
+    if FORMAT_KEY not in run:  # an earlier version's result: it wrote only files of its own kinds
+        return {RUN_JSON} | {name for name in os.listdir(directory) if _is_own_kind(name)}
     listed = run.get(FILES_KEY)
     if not isinstance(listed, list):
         return {RUN_JSON}
@@ -382,7 +388,7 @@ def read_run_json(directory: str | Path) -> dict[str, Any]:
         raise ResultError(f"{path}: cannot be read ({getattr(err, 'strerror', None) or err})") from None
     except json.JSONDecodeError as err:
         raise ResultError(f"{path}: not valid JSON (line {err.lineno}: {err.msg}); the result is damaged") from None
-    if not isinstance(run, dict) or FORMAT_KEY not in run:
+    if not isinstance(run, dict) or not (FORMAT_KEY in run or EARLIER_RUN_KEYS <= run.keys()):
         raise NotAResult(f"{directory}: not a balloonsim result ({RUN_JSON} was not written by balloonsim)")
     return run
 
