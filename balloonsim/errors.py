@@ -35,6 +35,9 @@ class ScenarioError(BalloonsimError):
     def __str__(self) -> str:
         return "\n".join(self.problems)
 
+    def __reduce__(self) -> tuple:
+        return type(self), (self.problems,)  # survives a process pool's pickling
+
 
 class InvalidScenario(ScenarioError, ValueError):
     """Scenario data (not a file) that breaks the schema or a rule: one ``path: message`` per problem.
@@ -45,6 +48,9 @@ class InvalidScenario(ScenarioError, ValueError):
     def __init__(self, issues: list[tuple[Loc, str]]):
         self.issues = issues
         super().__init__([f"{dotted(loc)}: {message}" for loc, message in issues])
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.issues,)
 
 
 class UnknownPath(ScenarioError, KeyError):

@@ -389,7 +389,8 @@ class Scenario(Model):
         return cls._validated(obj, context, options)
 
     @classmethod
-    def _validated(cls, obj: Any, context: Any, options: dict[str, Any], stacklevel: int = 3) -> Scenario:
+    def _validated(cls, obj: Any, context: Any, options: dict[str, Any]) -> Scenario:
+        """model_validate's work, for it and for replace: each warning points at their caller."""
         found: list[rules.Issue] = []
         given = isinstance(context, dict) and context.get(rules.WARNINGS) is not None
         if not given:
@@ -399,7 +400,7 @@ class Scenario(Model):
         except ValidationError as err:
             raise InvalidScenario(issues_of(err, obj, cls)) from None
         for loc, message in found:
-            warnings.warn(ScenarioWarning(f"{dotted(loc)}: {message}"), stacklevel=stacklevel)
+            warnings.warn(ScenarioWarning(f"{dotted(loc)}: {message}"), stacklevel=3)
         return scenario
 
     def digest(self) -> str:
