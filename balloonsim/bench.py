@@ -27,8 +27,8 @@ import simpy
 
 from balloonsim.engine import Simulation
 from balloonsim.scenario.model import Scenario
+from balloonsim.units import PAGES_PER_GIB, pages_to_kib
 
-GiB_PAGES = 262144
 JIFFY_NS = 4_000_000  # HZ=250, as the oracle's timing cases
 
 
@@ -48,18 +48,18 @@ def _guest_scenario(name: str, pages: int, targets: list[tuple[int, int]], durat
                     "costs": "none",
                 }
             ],
-            "events": [{"at": f"{t}ns", "domain": "guest", "target": f"{p * 4}KiB"} for t, p in targets],
+            "events": [{"at": f"{t}ns", "domain": "guest", "target": f"{pages_to_kib(p)}KiB"} for t, p in targets],
         }
     )
 
 
-def large_moves(rounds: int = 10, pages: int = 64 * GiB_PAGES) -> Scenario:
-    targets = [(i * JIFFY_NS, GiB_PAGES if i % 2 == 0 else pages) for i in range(2 * rounds)]
+def large_moves(rounds: int = 10, pages: int = 64 * PAGES_PER_GIB) -> Scenario:
+    targets = [(i * JIFFY_NS, PAGES_PER_GIB if i % 2 == 0 else pages) for i in range(2 * rounds)]
     return _guest_scenario("bench-large-moves", pages, targets, 100 * JIFFY_NS)
 
 
 def small_steps(steps: int = 200_000) -> Scenario:
-    pages = 4 * GiB_PAGES
+    pages = 4 * PAGES_PER_GIB
     targets = [(i * JIFFY_NS, pages - 1000 if i % 2 == 0 else pages) for i in range(steps)]
     return _guest_scenario("bench-small-steps", pages, targets, steps * JIFFY_NS)
 

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from balloonsim import __version__
 from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError, warnings_printed
-from balloonsim.units import INT64_MAX, PAGE_SIZE, quoted
+from balloonsim.units import INT64_MAX, ns_to_s, pages_to_mib, quoted
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -254,7 +254,7 @@ def render_summary(result: Result) -> str:
     left_out = len(summary) - SUMMARY_ROWS
     shown = worst_first(summary).head(SUMMARY_ROWS) if left_out > 0 else summary
     lines = [
-        f"{m.get('scenario')}: {m.get('domains')} domain(s), {m.get('duration_ns', 0) / 1e9:g} s simulated, "
+        f"{m.get('scenario')}: {m.get('domains')} domain(s), {ns_to_s(m.get('duration_ns', 0)):g} s simulated, "
         f"{m.get('timeline_rows')} timeline rows, {m.get('wall_s')} s wall (seed {m.get('seed')})",
         "",
         *_table(shown),
@@ -301,7 +301,7 @@ def _seconds(s: float) -> str:
 
 
 def _mib(pages: int) -> str:
-    return f"{pages * PAGE_SIZE / (1 << 20):.0f} MiB"
+    return f"{pages_to_mib(pages):.0f} MiB"
 
 
 def _seed(text: str) -> int:
@@ -329,7 +329,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
                 print(problem, file=sys.stderr)
             status = 2
             continue
-        print(f"{path}: ok ({len(s.domains)} domain(s), {len(s.events)} event(s), {s.duration / 1e9:g} s)")
+        print(f"{path}: ok ({len(s.domains)} domain(s), {len(s.events)} event(s), {ns_to_s(s.duration):g} s)")
     return status
 
 

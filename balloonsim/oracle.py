@@ -38,7 +38,7 @@ from typing import Any, NoReturn
 from balloonsim.errors import ScenarioError
 from balloonsim.results.result import Result
 from balloonsim.scenario.model import HOST_ACTIONS
-from balloonsim.units import Clock, format_ns
+from balloonsim.units import Clock, format_ns, pages_to_kib
 
 #: oracle CSV columns, in its order
 CSV_COLUMNS = (
@@ -174,7 +174,7 @@ def _auto_or_int(value: str) -> int | str:
 
 def _event(verb: str, arg: str, lineno: int, fail: Callable[[int, str], NoReturn]) -> dict[str, Any]:
     if verb == "target":
-        return {"target": f"{int(arg) * 4}KiB"}
+        return {"target": f"{pages_to_kib(int(arg))}KiB"}
     if verb == "max_retry":
         return {"sysfs": {"max_retry_count": arg}}
     if verb == "max_delay":

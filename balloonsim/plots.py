@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from balloonsim.results.result import Result
 from balloonsim.results.settings import run_label
 from balloonsim.results.summary import WORST_FIRST_ORDER, host_needed_reached_s, worst_first
-from balloonsim.units import PAGE_SIZE
+from balloonsim.units import PAGE_SIZE, PAGES_PER_GIB, PAGES_PER_MIB, ns_to_s, pages_to_mib
 
 MAX_PANELS = 12
 MAX_MEMORY_FIGURES = 4
@@ -48,7 +48,6 @@ MAX_MEMORY_FIGURES = 4
 SUMMARY_ROWS = 30
 #: rows of gap_heatmap.png: more guests than this are summed in groups of consecutive ones
 HEATMAP_ROWS = 100
-MIB_PAGES = (1 << 20) // PAGE_SIZE
 NOT_REACHED = " not reached"
 #: events marked on the timeline: kind -> (marker, colour, legend label)
 EVENT_MARKERS = {
@@ -96,8 +95,8 @@ MEANINGS = {
 def size_unit(max_pages: float) -> tuple[float, str]:
     """Pages per plotted unit, and the unit's name: GiB from 4 GiB up, else MiB."""
     if max_pages * PAGE_SIZE >= 4 << 30:
-        return float(1024 * MIB_PAGES), "GiB"
-    return float(MIB_PAGES), "MiB"
+        return float(PAGES_PER_GIB), "GiB"
+    return float(PAGES_PER_MIB), "MiB"
 
 
 def time_unit(end_s: float) -> tuple[float, str]:
@@ -183,7 +182,7 @@ def draw_domain(ax: Axes, rows: pd.DataFrame, events: pd.DataFrame, title: str, 
         when = events.loc[events["kind"] == kind, "time_ns"].to_numpy()
         if len(when):
             at = _current_at(rows, when) / div
-            ax.plot(when / 1e9 / t_div, at, marker, color=color, label=label, linestyle="none", markersize=8)
+            ax.plot(ns_to_s(when) / t_div, at, marker, color=color, label=label, linestyle="none", markersize=8)
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_ylabel(unit)
     ax.grid(alpha=0.3)
@@ -208,8 +207,12 @@ def target_note(result: Result, domain: str) -> str:
         return f"reached its target at {r['final_target_reached_s']:.3g} s" + (
             f" ({took:.3g} s after it was set)" if took > 0 else ""
         )
+    if r.get("last_target_refused"):
+        return "target not reached: the toolstack refused the last one"
+    if r.get("last_target_clamped"):
+        return f"target not reached: the driver clamped it to {pages_to_mib(r['final_target_pages']):.0f} MiB"
     gap = int(r["final_target_pages"]) - int(r["final_current_pages"])
-    mib = abs(gap) / MIB_PAGES
+    mib = pages_to_mib(abs(gap))
     return f"target not reached (ends {r['final_state']}, {mib:.0f} MiB {'short' if gap > 0 else 'above it'})"
 
 
@@ -309,7 +312,8 @@ def memory_figure(result: Result, domain: str) -> Figure:
     top.step(t, rows["mem_available"].to_numpy() / div, where="post", color="black", lw=1.2, label="MemAvailable")
     top.step(t, rows["demand_pages"].to_numpy() / div, where="post", color="tab:purple", ls="--", lw=1, label="demand")
     bottom.step(t, rows["unmet_demand"].to_numpy() / div, where="post", color="tab:purple", label="unmet demand")
-    bottom.step(t, rows["swap_pages"].to_numpy() / div, where="post", color="tab:cyan", label="swap")
+    swap_t, swap = swap_line(rows, events)
+    bottom.step(swap_t / t_div, swap / div, where="post", color="tab:cyan", label="swap")
     kills = events.loc[events["kind"] == "oom_kill", "time_s"].to_numpy()
     for ax in (top, bottom):
         for i, when in enumerate(kills):
@@ -325,6 +329,16 @@ def memory_figure(result: Result, domain: str) -> Figure:
     _legend(bottom)
     _heading(fig, run_label(result.metadata))
     return fig
+
+
+def swap_line(rows: pd.DataFrame, events: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """(time_s, swap pages): the rows' swap, and at each OOM kill the swap the killer saw
+    (``oom_invoked``), which filled and was freed within one step, before that instant's rows."""
+    seen = events[events["kind"] == "oom_invoked"]
+    times = np.r_[seen["time_s"].to_numpy(), rows["time_s"].to_numpy()]
+    values = np.r_[seen["pages"].to_numpy(), rows["swap_pages"].to_numpy()]
+    order = np.argsort(times, kind="stable")  # events first at an instant they share with rows
+    return times[order], values[order]
 
 
 def _bin_starts(result: Result, bins: int) -> np.ndarray:

@@ -13,6 +13,8 @@ import sys
 
 from tqdm import tqdm
 
+from balloonsim.units import ns_to_s
+
 #: what the stage does, a bar, time taken < time still needed
 BAR = "{desc} |{bar}| {elapsed}<{remaining}"
 
@@ -77,6 +79,6 @@ class RunProgress:
 
 def _sim_seconds(now_ns: int, end_ns: int) -> str:
     """'45/90 s': whole seconds for runs of 10 s or more, tenths from 1 s, milliseconds below."""
-    end_s = end_ns / 1e9
+    end_s = ns_to_s(end_ns)
     digits = 0 if end_s >= 10 else 1 if end_s >= 1 else 3
-    return f"{now_ns / 1e9:.{digits}f}/{end_s:.{digits}f} s"
+    return f"{ns_to_s(now_ns):.{digits}f}/{end_s:.{digits}f} s"

@@ -23,6 +23,7 @@ from balloonsim.plots import (
     memory_figure,
     summary_figure,
     summed_gaps,
+    target_note,
     timeline_figure,
     write_figures,
 )
@@ -260,3 +261,34 @@ def test_many_guests_share_heat_map_rows_in_scenario_order():
     assert list(group[:7]) == [0, 0, 0, 1, 1, 1, 2] and group[-1] == 83
     assert rows_are == "each row sums 3 consecutive guests of the 250 (in scenario order)"
     assert heatmap_rows(names[:12], rows=100)[1] == names[:12]
+
+
+@pytest.fixture(scope="module")
+def swapped_then_killed():
+    # 1 GiB guest with 500 MiB (128000 pages) of swap; "small" holds 300 MiB (76800 pages).  At
+    # 10 s "big" wants 1600 MiB: it takes the 185344 free pages, swaps 128000 of its own out and
+    # takes them again, then swap is full and the OOM killer takes big (the most memory), whose
+    # swap is freed with it, all in one step: rows before and after show 0 pages in swap.
+    tasks = [
+        {"name": "small", "constant": {"anon": "300MiB"}},
+        {"name": "big", "steps": [{"at": "10s", "anon": "1600MiB"}]},
+    ]
+    return run(make_scenario(domain={"kernel": {"swap": "500MiB"}, "workloads": tasks}, duration="20s"))
+
+
+def test_the_swap_line_shows_the_swap_an_oom_kill_freed(swapped_then_killed):
+    r = swapped_then_killed
+    assert r.domain("g")["swap_pages"].max() == 0  # no row holds it
+    seen = r.events[r.events["kind"] == "oom_invoked"]
+    assert list(zip(seen["time_s"], seen["pages"], strict=True)) == [(10.0, 128000)]
+    fig = memory_figure(r, "g")
+    swap = next(line for ax in fig.axes for line in ax.get_lines() if line.get_label() == "swap")
+    assert max(swap.get_ydata()) == 500  # MiB
+    assert r.summary.iloc[0]["max_swap_pages"] == 128000
+
+
+def test_a_refused_or_clamped_target_says_so_in_the_panel_title():
+    refused = run(make_scenario([{"at": "1s", "mem_set": "2GiB"}], domain={"initial_target": "1GiB"}, duration="5s"))
+    assert target_note(refused, "g") == "target not reached: the toolstack refused the last one"
+    clamped = run(make_scenario([{"at": "1s", "target": "1536MiB"}], duration="5s"))
+    assert target_note(clamped, "g") == "target not reached: the driver clamped it to 1024 MiB"

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from balloonsim.arch import ZoneSpan
+from balloonsim.units import pages_to_kib
 
 SWAP_CLUSTER_MAX = 32
 PAGEBLOCK_PAGES = 512  # pageblock_nr_pages: 2 MiB (HPAGE_PMD_ORDER 9)
@@ -79,7 +80,7 @@ def default_min_free_kbytes(spans: list[ZoneSpan]) -> int:
     ``nr_free_buffer_pages()`` at boot is the managed pages of the zones a
     GFP_USER allocation may use (the high watermarks are still zero).
     """
-    lowmem_kbytes = sum(s.managed for s in spans if not s.highmem) * 4
+    lowmem_kbytes = pages_to_kib(sum(s.managed for s in spans if not s.highmem))
     value = math.isqrt(lowmem_kbytes * 16)
     return min(max(value, MIN_FREE_KBYTES_FLOOR), MIN_FREE_KBYTES_CEILING)
 
@@ -91,7 +92,7 @@ def recommended_min_free_kbytes(reserves: Reserves) -> int:
     zones = [z for z in reserves.zones if z.managed and not z.highmem]
     recommended = PAGEBLOCK_PAGES * len(zones) * (2 + MIGRATE_PCPTYPES * MIGRATE_PCPTYPES)
     free_buffer_pages = sum(max(0, z.managed - z.wmark_high) for z in zones)
-    return min(recommended, free_buffer_pages // 20) * 4
+    return pages_to_kib(min(recommended, free_buffer_pages // 20))
 
 
 def compute_reserves(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.units import NS_PER_S, PAGE_SIZE
+from balloonsim.units import NS_PER_S, pages_to_mib
 
 
 def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
@@ -108,9 +108,13 @@ def domain_summary(
     def peak(column: str) -> np.ndarray:
         return by_domain[column].max().reindex(domains).to_numpy()
 
+    # swap that filled and was freed by an OOM kill within one step is in the oom_invoked event only
+    oom_swap = events[events["kind"] == "oom_invoked"].groupby("domain", observed=False)["pages"].max()
+    swap_peak = np.fmax(peak("swap_pages"), oom_swap.reindex(domains).to_numpy(dtype=float)).astype("int64")
+
     backoff = (timeline["state"] == "EAGAIN") & timeline["work_pending"]
     unmet_mib_s = (
-        pd.Series(timeline["unmet_demand"].to_numpy() * held_s * PAGE_SIZE / (1 << 20))
+        pd.Series(pages_to_mib(timeline["unmet_demand"].to_numpy() * held_s))
         .groupby(timeline["domain"].to_numpy(), observed=False)
         .sum()
     )
@@ -156,7 +160,7 @@ def domain_summary(
             "max_unmet_anon": peak("unmet_anon"),
             "max_unmet_cache": peak("unmet_cache"),
             "unmet_demand_mib_s": unmet_mib_s.reindex(domains).to_numpy(),
-            "max_swap_pages": peak("swap_pages"),
+            "max_swap_pages": swap_peak,
             "balloon_reclaimed": act("reclaimed"),
             "kswapd_reclaimed": act("kswapd_reclaimed"),
             "alloc_failures": kind("alloc_failed").to_numpy(),
