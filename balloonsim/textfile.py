@@ -26,14 +26,17 @@ class TextError(ValueError):
 
 def read_text(path: Path, limit: int) -> str:
     """The text of ``path``, at most ``limit`` bytes of it."""
+    data = bytearray()
     try:
         with path.open("rb") as f:
-            data = f.read(limit + 1)
+            # in chunks: read(limit + 1) would allocate the whole limit for a small file
+            while len(data) <= limit and (chunk := f.read(min(1 << 20, limit + 1 - len(data)))):
+                data += chunk
     except OSError as err:
         raise TextError(f"{path}: cannot read: {err.strerror or err}") from None
     if len(data) > limit:
         raise TextError(f"{path}: larger than {limit >> 20} MiB, more than balloonsim reads")
-    return decode(data, str(path))
+    return decode(bytes(data), str(path))
 
 
 def decode(data: bytes, name: str) -> str:

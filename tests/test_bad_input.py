@@ -159,9 +159,9 @@ def test_an_alias_bomb_under_an_x_key_fails_before_any_large_allocation(tmp_path
     finally:
         tracemalloc.stop()
     assert status == 2
-    # each list is itself a node: x-a 1 + 9 = 10, x-b 1 + 9 * 10 = 91, then 820, 7381, x-e 66430; with the
-    # five keys 74737 nodes, and x-f's key, list and first alias (66430) pass 100000: refused on line 6
-    assert err == [f"{path}:6: YAML: more than 100000 nodes once aliases are expanded; a scenario needs far fewer"]
+    # each list is itself a node: x-a 1 + 9 = 10, x-b 1 + 9 * 10 = 91, then 820, 7381, x-e 66430, x-f
+    # 597871; with the six keys 672609 nodes; x-g's key and k aliases of 597871 pass 5000000 at k = 8
+    assert err == [f"{path}:7: YAML: more than 5000000 nodes once aliases are expanded; a scenario needs far fewer"]
     assert peak < 50 << 20  # nothing was expanded
 
 

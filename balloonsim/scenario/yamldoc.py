@@ -1,9 +1,10 @@
 """YAML text to a round-trip document (ruamel.yaml, YAML 1.2, line numbers kept), within limits.
 
-A scenario is small, so a document that is not is refused before any Python
+A document beyond what any scenario needs is refused before any Python
 object is built from it: nesting deeper than MAX_DEPTH, or more than
 MAX_NODES nodes once every alias is counted as the whole node it names (an
-alias "bomb" of a few hundred bytes expands to billions).  Each problem is one
+alias "bomb" of a few hundred bytes expands to billions; a 100,000-guest
+scenario has a few million).  Each problem is one
 ``file:line: YAML: ...`` line.
 """
 
@@ -21,12 +22,12 @@ from ruamel.yaml.reader import ReaderError
 from balloonsim.errors import ScenarioError
 from balloonsim.units import quoted
 
-#: The largest scenario file read (ruamel.yaml reads about a MiB a second).
-MAX_BYTES = 4 << 20
+#: The largest scenario file read (ruamel.yaml reads about a MiB a second; 100,000 guests take ~12 MiB).
+MAX_BYTES = 64 << 20
 #: Mappings and lists inside each other (a scenario needs about 7).
 MAX_DEPTH = 40
-#: Nodes of the document with every alias expanded (a 100-guest scenario has a few thousand).
-MAX_NODES = 100_000
+#: Nodes of the document with every alias expanded (100 guests: a few thousand; 100,000: a few million).
+MAX_NODES = 5_000_000
 
 
 def load_yaml(text: str, filename: str) -> Any:
