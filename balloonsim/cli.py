@@ -186,11 +186,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from balloonsim.results.store import TABLES, check_destination, save_result
     from balloonsim.scenario import load_scenario
 
-    scenario = load_scenario(args.scenario)
+    with warnings_printed(sys.stderr):
+        scenario = load_scenario(args.scenario)
     out = args.output or Path("results") / scenario.name
     check_destination(out, force=args.force)  # before simulating, not after
     figures: list[str] = []
-    with RunProgress(scenario.name, args.progress) as progress:
+    with RunProgress(scenario.name, args.progress) as progress, warnings_printed(sys.stderr):
         result = Simulation(scenario, args.seed).run(progress=progress)
 
         def draw(tmp: Path) -> None:

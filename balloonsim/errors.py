@@ -63,17 +63,24 @@ class ScenarioWarning(UserWarning):
 
 @contextmanager
 def warnings_printed(stream: TextIO) -> Iterator[None]:
-    """Inside, each ScenarioWarning is printed to ``stream`` as its own line (the command line's way)."""
-    with warnings.catch_warnings(record=True) as caught:
+    """Inside, balloonsim's warnings are printed to ``stream`` as they come, one line each (the
+    command line's way): a ScenarioWarning as its ``file:line: path: warning: ...`` text, a
+    RunWarning after ``balloonsim: warning:``; others as Python prints them."""
+    python_way = warnings.showwarning
+
+    def show(message: Warning | str, category: type[Warning], *args: object, **kw: object) -> None:
+        if issubclass(category, ScenarioWarning):
+            print(message, file=stream)
+        elif issubclass(category, RunWarning):
+            print(f"balloonsim: warning: {message}", file=stream)
+        else:
+            python_way(message, category, *args, **kw)  # type: ignore[arg-type]
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always", ScenarioWarning)
-        try:
-            yield
-        finally:
-            for w in caught:
-                if issubclass(w.category, ScenarioWarning):
-                    print(w.message, file=stream)
-                else:
-                    warnings.showwarning(w.message, w.category, w.filename, w.lineno)
+        warnings.simplefilter("always", RunWarning)
+        warnings.showwarning = show
+        yield
 
 
 class SimulationError(BalloonsimError):

@@ -37,7 +37,7 @@ from typing import Any, NoReturn
 
 from balloonsim.errors import ScenarioError
 from balloonsim.results.result import Result
-from balloonsim.scenario.model import HOST_ACTIONS
+from balloonsim.scenario.rules import HOST_ACTIONS
 from balloonsim.units import Clock, format_ns, pages_to_kib
 
 #: oracle CSV columns, in its order
@@ -68,8 +68,12 @@ def script_to_scenario(
     ``# build: HZ=N PAGES_PER_SECTION=N`` comments, else 250 and 32768.
     """
     build = dict(word.split("=", 1) for word in _comment_value(text, "build").split() if "=" in word)
-    hz = hz or int(build.get("HZ", 250))
-    section_pages = section_pages or int(build.get("PAGES_PER_SECTION", 32768))
+    hz = _positive(name, "HZ", hz if hz is not None else build.get("HZ", "250"))
+    section_pages = _positive(
+        name,
+        "PAGES_PER_SECTION",
+        section_pages if section_pages is not None else build.get("PAGES_PER_SECTION", "32768"),
+    )
     if hotplug is None and _comment_value(text, "oracle"):
         hotplug = _comment_value(text, "oracle") == "oracle-hotplug"
     clock = Clock(hz)
@@ -157,6 +161,13 @@ def _parse_script(text: str, name: str, clock: Clock) -> tuple[dict[str, str], i
     if init is None or end is None:
         raise ScenarioError([f"{name}: a script needs 'init ...' and 'end J'"])
     return init, end, events, comments
+
+
+def _positive(name: str, key: str, value: int | str) -> int:
+    """A build setting (``# build: KEY=N`` or the command line's): a positive whole number."""
+    if isinstance(value, int) and value > 0 or isinstance(value, str) and value.isdigit() and int(value) > 0:
+        return int(value)
+    raise ScenarioError([f"{name}: {key}={value} is not a positive whole number (the oracle build's {key})"])
 
 
 def _comment_value(text: str, key: str) -> str:

@@ -19,7 +19,6 @@ import simpy
 
 from balloonsim.scenario.workloads import Bursts, Constant, Periodic, Ramp, Replay, Step, Workload
 from balloonsim.sim import EVENT, Process, Timer
-from balloonsim.units import NS_PER_S
 
 Demand = tuple[int, int, int]  # (time_ns, anon pages, cache pages)
 
@@ -115,10 +114,9 @@ def _bursts(spec: Bursts, rng: np.random.Generator) -> Iterator[Demand]:
 
 def _replay(spec: Replay) -> Iterator[Demand]:
     trace = spec.trace
-    times = trace.time_ns
-    period = times[-1] + (times[-1] - times[-2] if len(times) > 1 else NS_PER_S)
+    period = spec.loop_period
     for lap in itertools.count():
-        for t, anon, cache in zip(times, trace.anon, trace.cache, strict=True):
+        for t, anon, cache in zip(trace.time_ns, trace.anon, trace.cache, strict=True):
             yield lap * period + t, int(anon * spec.scale), int(cache * spec.scale)
         if not spec.loop:
             return

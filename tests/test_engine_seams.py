@@ -283,3 +283,20 @@ def test_a_run_says_when_its_tables_grow_large(monkeypatch):
     # warned at 4 rows, then at every doubling: 8, 16 (there are 1 init + 7 x 2 + 1 end = 16 rows)
     assert rows == 16
     assert [m.split(" rows")[0] for m in sizes] == ["the timeline has 4", "the timeline has 8", "the timeline has 16"]
+
+
+def test_the_command_line_prints_each_warning_as_one_line(monkeypatch, tmp_path, capsys):
+    from balloonsim.cli import main
+
+    monkeypatch.setattr(Recorder, "WARN_ROWS", 4)
+    path = tmp_path / "w.yaml"
+    path.write_text(
+        "name: w\nduration: 10s\nhost: {free: 0}\n"
+        "domains: [{name: a, memory: 1GiB, costs: none, balloon: {max_schedule_delay: 0}}]\n"
+        "events: [{at: 1s, domain: a, target: 512MiB}, {at: 2s, domain: a, target: 1GiB}]\n"
+    )
+    assert main(["run", str(path), "-o", str(tmp_path / "out"), "--no-plot"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith(f"{path}:4: domains.0.balloon.max_schedule_delay: warning: 0: ")
+    # rows: init, target, work, target, work, end = 6: one warning at 4
+    assert [line.split(" rows")[0] for line in err[1:]] == ["balloonsim: warning: the timeline has 4"]

@@ -31,7 +31,6 @@ from balloonsim.registry import DRIVERS, MANAGERS
 from balloonsim.scenario import rules
 from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
 from balloonsim.scenario.messages import issues_of
-from balloonsim.scenario.rules import HOST_ACTIONS as HOST_ACTIONS  # re-exported for oracle.py
 from balloonsim.scenario.types import (
     KiB,
     KiBOrAbsent,
@@ -158,9 +157,8 @@ class Balloon(Model):
 class Costs(Model):
     """Simulated time the balloon driver's work takes; ``costs: none`` makes it all free.
 
-    The total is calibrated on the measured Xen balloon-down speeds of
-    reference/peers.md §6b: a 4 GiB HVM guest ballooning down to 400 MiB in
-    about 79 s (~45 MB/s; Qubes 4.3, QubesOS/qubes-issues #10723) and a PV
+    The total is calibrated on measured Xen balloon-down speeds: a 4 GiB
+    HVM guest ballooning down to 400 MiB in about 79 s (~45 MB/s; Qubes 4.3, QubesOS/qubes-issues #10723) and a PV
     dom0 at ~48 MiB/s (QubesOS/qubes-issues #1136), i.e. about 83 us per
     4 KiB page.  How that splits is not measured: the guest-side figures are
     estimates (a page-allocator fast path, zeroing 4 KiB at memory bandwidth,
@@ -243,7 +241,7 @@ class Domain(Model):
         """memory/target at creation in KiB, None when the toolstack wrote none."""
         if self.initial_target == "absent":
             return None
-        return self.memory * 4 if self.initial_target is None else int(self.initial_target)
+        return units.pages_to_kib(self.memory) if self.initial_target is None else int(self.initial_target)
 
     @property
     def max_pages_at_boot(self) -> int:

@@ -148,12 +148,13 @@ def domain_problems(d: Domain) -> list[Issue]:
             )
         )
     kib = d.initial_target_kib
-    if d.initial_target is not None and kib is not None and static_max is not None and kib > static_max * 4:
+    static_max_kib = None if static_max is None else units.pages_to_kib(static_max)
+    if d.initial_target is not None and kib is not None and static_max_kib is not None and kib > static_max_kib:
         # libxl_set_memory_target (tools/libs/light/libxl_mem.c) refuses a target above static-max
         problems.append(
             (
                 ("initial_target",),
-                f"{kib}KiB is above static-max ({static_max * 4}KiB): a toolstack refuses it "
+                f"{kib}KiB is above static-max ({static_max_kib}KiB): a toolstack refuses it "
                 "(memory_dynamic_max must be less than or equal to memory_static_max)",
             )
         )
