@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from balloonsim import __version__
-from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError, warnings_printed
+from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError, UsageError, warnings_printed
 from balloonsim.units import INT64_MAX, ns_to_s, pages_to_mib, quoted
 
 if TYPE_CHECKING:
@@ -59,9 +59,12 @@ def main(argv: list[str] | None = None) -> int:
     except SimulationError as err:
         print(f"balloonsim: the run failed: {err}", file=sys.stderr)
         return 1
+    except UsageError as err:
+        print(f"balloonsim: {err}", file=sys.stderr)
+        return 2
     except BalloonsimError as err:
         print(f"balloonsim: {err}", file=sys.stderr)
-        return getattr(err, "exit_status", 1)  # 2 for the user's own input (store.ResultError)
+        return 1
     except KeyboardInterrupt as err:
         print("balloonsim: interrupted; no half-written result was left", file=sys.stderr)
         return 128 + getattr(err, "signum", signal.SIGINT)

@@ -83,6 +83,10 @@ def warnings_printed(stream: TextIO) -> Iterator[None]:
         yield
 
 
+class UsageError(BalloonsimError):
+    """A place the user named cannot be used (an output folder, a damaged result): exit status 2."""
+
+
 class SimulationError(BalloonsimError):
     """The model reached a state the kernel or Xen could not be in (a broken
     invariant, a kernel BUG_ON, a livelock).  The message names the step."""

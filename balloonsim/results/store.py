@@ -40,7 +40,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from balloonsim.errors import BalloonsimError
+from balloonsim.errors import BalloonsimError, UsageError
 from balloonsim.results.result import Result
 
 TABLES = ("timeline", "events", "host", "targets", "summary")
@@ -58,10 +58,8 @@ EARLIER_RUN_KEYS = frozenset({"scenario_sha256", "balloonsim_version"})
 CAUGHT_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class ResultError(BalloonsimError):
+class ResultError(UsageError):
     """A folder that cannot be read as a result, or cannot take one: the user's to fix."""
-
-    exit_status = 2
 
 
 class NotAResult(ResultError, FileNotFoundError):
