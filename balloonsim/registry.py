@@ -10,6 +10,8 @@ what-if manager).
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 
@@ -26,6 +28,15 @@ class Registry:
 
     def unregister(self, name: str) -> None:
         del self._entries[name]
+
+    @contextmanager
+    def registered(self, name: str, target: Any) -> Iterator[None]:
+        """``name`` is registered inside only (a notebook's what-if, a test's toy)."""
+        self.register(name, target)
+        try:
+            yield
+        finally:
+            self.unregister(name)
 
     def names(self) -> tuple[str, ...]:
         return tuple(self._entries)

@@ -81,9 +81,8 @@ class InstantDriver:
 
 @pytest.fixture
 def toy_driver():
-    DRIVERS.register("toy-instant", InstantDriver)
-    yield
-    DRIVERS.unregister("toy-instant")
+    with DRIVERS.registered("toy-instant", InstantDriver):
+        yield
 
 
 def test_a_new_driver_version_is_a_class_and_a_registry_line(toy_driver):
@@ -149,9 +148,8 @@ class EvenSplit:
 
 @pytest.fixture
 def toy_manager():
-    MANAGERS.register("even-split", EvenSplit)
-    yield
-    MANAGERS.unregister("even-split")
+    with MANAGERS.registered("even-split", EvenSplit):
+        yield
 
 
 def test_a_host_manager_is_a_decision_and_a_registry_line(toy_manager):
