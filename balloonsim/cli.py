@@ -84,101 +84,158 @@ def _discard_stdout() -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # help and description texts are presentation only: mutation testing leaves them alone
     parser = argparse.ArgumentParser(
         prog="balloonsim",
-        description="Simulate the Linux Xen balloon driver (v5.12-v5.14) on a Xen host, from a YAML scenario.",
+        description="Simulate the Linux Xen balloon driver (v5.12-v5.14) on a Xen host, "  # pragma: no mutate
+        "from a YAML scenario.",  # pragma: no mutate
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"balloonsim {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(required=True, metavar="COMMAND")
 
     p = sub.add_parser(
         "run",
-        help="run a scenario; write its tables (Parquet), figures (PNG) and a summary",
-        description="Run SCENARIO and write timeline, events, host, targets and summary tables as Parquet, "
-        "run.json (scenario hash, seed, version) and the figures (timeline, host, gap heat map, summary, "
-        "and the memory of the guests with workloads that suffered most) as PNG into DIR.",
+        help="run a scenario; write its tables (Parquet), figures (PNG) and a summary",  # pragma: no mutate
+        description="Run SCENARIO and write timeline, events, host, targets and summary tables "  # pragma: no mutate
+        "as Parquet, run.json (scenario hash, seed, version) and the figures (timeline, host, "  # pragma: no mutate
+        "gap heat map, summary, and the memory of the guests with workloads that suffered most) "  # pragma: no mutate
+        "as PNG into DIR.",  # pragma: no mutate
     )
-    p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML)")
+    p.add_argument(
+        "scenario",
+        type=Path,
+        metavar="SCENARIO",
+        help="a scenario file (YAML)",  # pragma: no mutate
+    )
     p.add_argument(
         "-o",
         "--output",
         type=Path,
         metavar="DIR",
-        help="where to write: a new or empty folder, or an earlier result to replace (default: results/<name>/)",
+        help="where to write: a new or empty folder, or an earlier result to replace "  # pragma: no mutate
+        "(default: results/<name>/)",  # pragma: no mutate
     )
-    p.add_argument("--seed", type=_seed, metavar="N", help="random seed (default: the scenario's seed)")
-    p.add_argument("--no-plot", action="store_true", help="do not draw the figures")
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="random seed (default: the scenario's seed)",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--no-plot",
+        action="store_true",
+        help="do not draw the figures",  # pragma: no mutate
+    )
     p.add_argument(
         "--force",
         action="store_true",
-        help="write into DIR even if it holds other files; only balloonsim's own there "
-        "(its tables, run.json and figures) are replaced, nothing else is touched",
+        help="write into DIR even if it holds other files; only balloonsim's own there "  # pragma: no mutate
+        "(its tables, run.json and figures) are replaced, nothing else is touched",  # pragma: no mutate
     )
     p.add_argument(
         "--progress",
         action=argparse.BooleanOptionalAction,
-        default=None,
-        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",
+        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",  # pragma: no mutate
     )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
         "plot",
-        help="redraw a saved result's figures from its Parquet files (no re-run)",
-        description="Read the tables in RESULT_DIR (written by 'balloonsim run') and draw its figures as PNG.",
+        help="redraw a saved result's figures from its Parquet files (no re-run)",  # pragma: no mutate
+        description="Read the tables in RESULT_DIR (written by 'balloonsim run') "  # pragma: no mutate
+        "and draw its figures as PNG.",  # pragma: no mutate
     )
-    p.add_argument("result", type=Path, metavar="RESULT_DIR", help="a directory written by 'balloonsim run'")
+    p.add_argument(
+        "result",
+        type=Path,
+        metavar="RESULT_DIR",
+        help="a directory written by 'balloonsim run'",  # pragma: no mutate
+    )
     p.add_argument(
         "-o",
         "--output",
         type=Path,
         metavar="DIR",
-        help="where to write the PNGs, replacing files of the same names (default: RESULT_DIR)",
+        help="where to write the PNGs, replacing files of the same names (default: RESULT_DIR)",  # pragma: no mutate
     )
     p.set_defaults(func=cmd_plot)
 
     p = sub.add_parser(
         "validate",
-        help="check scenario files and report every problem",
-        description="Check each SCENARIO; print one line per problem as file:line: path: message.",
+        help="check scenario files and report every problem",  # pragma: no mutate
+        description="Check each SCENARIO; print one line per problem as file:line: path: message.",  # pragma: no mutate
     )
     p.add_argument("scenarios", type=Path, nargs="+", metavar="SCENARIO")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser(
         "oracle",
-        help="convert or check the C oracle's scripts (the kernel's own code in a harness)",
-        description="Work with scripts and CSV traces of the balloon.c oracle harness.",
+        help="convert or check the C oracle's scripts (the kernel's own code in a harness)",  # pragma: no mutate
+        description="Work with scripts and CSV traces of the balloon.c oracle harness.",  # pragma: no mutate
     )
-    osub = p.add_subparsers(dest="oracle_command", required=True, metavar="ACTION")
+    osub = p.add_subparsers(required=True, metavar="ACTION")
     for name, helptext in (
-        ("convert", "write the balloonsim scenario equivalent to an oracle script"),
-        ("compare", "run an oracle script's equivalent scenario and compare with the oracle's CSV"),
+        (
+            "convert",
+            "write the balloonsim scenario equivalent to an oracle script",  # pragma: no mutate
+        ),
+        (
+            "compare",
+            "run an oracle script's equivalent scenario and compare with the oracle's CSV",  # pragma: no mutate
+        ),
     ):
-        q = osub.add_parser(name, help=helptext, description=helptext)
+        q = osub.add_parser(
+            name,
+            help=helptext,  # pragma: no mutate
+            description=helptext,  # pragma: no mutate
+        )
         q.add_argument("script", type=Path, metavar="SCRIPT")
         if name == "compare":
-            q.add_argument("csv", type=Path, metavar="CSV", help="the oracle's output for SCRIPT")
+            q.add_argument(
+                "csv",
+                type=Path,
+                metavar="CSV",
+                help="the oracle's output for SCRIPT",  # pragma: no mutate
+            )
         else:
-            q.add_argument("-o", "--output", type=Path, metavar="FILE", help="default: standard output")
-        q.add_argument("--hz", type=int, help="the oracle build's HZ (default: from '# build:' or 250)")
-        q.add_argument("--section", type=int, metavar="PAGES", help="its PAGES_PER_SECTION (default 32768)")
+            q.add_argument(
+                "-o",
+                "--output",
+                type=Path,
+                metavar="FILE",
+                help="default: standard output",  # pragma: no mutate
+            )
+        q.add_argument(
+            "--hz",
+            type=int,
+            help="the oracle build's HZ (default: from '# build:' or 250)",  # pragma: no mutate
+        )
+        q.add_argument(
+            "--section",
+            type=int,
+            metavar="PAGES",
+            help="its PAGES_PER_SECTION (default 32768)",  # pragma: no mutate
+        )
         q.add_argument(
             "--hotplug",
             action=argparse.BooleanOptionalAction,
-            default=None,
-            help="oracle-hotplug build (default: '# oracle:')",
+            help="oracle-hotplug build (default: '# oracle:')",  # pragma: no mutate
         )
         q.set_defaults(func=cmd_oracle_convert if name == "convert" else cmd_oracle_compare)
 
     p = sub.add_parser(
         "bench",
-        help="measure speed (wall time, pages/s, worker passes/s)",
-        description="Run the benchmark cases and print their figures, with a SimPy baseline measured in the same run.",
+        help="measure speed (wall time, pages/s, worker passes/s)",  # pragma: no mutate
+        description="Run the benchmark cases and print their figures, "  # pragma: no mutate
+        "with a SimPy baseline measured in the same run.",  # pragma: no mutate
     )
-    p.add_argument("--quick", action="store_true", help="smaller cases (for a smoke test)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="smaller cases (for a smoke test)",  # pragma: no mutate
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -286,7 +343,7 @@ def _table(summary: pd.DataFrame) -> list[str]:
         padded = (
             t.ljust(w) if left else t.rjust(w) for t, w, (_, _, left) in zip(texts, widths, _COLUMNS, strict=True)
         )
-        return "  ".join(padded).rstrip()
+        return "  ".join(padded)
 
     return [line(headers), *(line(row) for row in cells)]
 
@@ -366,7 +423,6 @@ def cmd_oracle_convert(args: argparse.Namespace) -> int:
     buf = io.StringIO()
     yaml = YAML()
     yaml.default_flow_style = None
-    yaml.width = 120
     yaml.dump(data, buf)
     if args.output:
         args.output.write_text(buf.getvalue())
