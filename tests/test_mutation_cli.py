@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from test_outputs import TINY
 
 import balloonsim.cli
 import balloonsim.plots
@@ -30,13 +31,6 @@ from balloonsim.scenario import load_scenario
 FIXTURES = Path(__file__).parent / "fixtures" / "oracle"
 SCRIPT = FIXTURES / "c_target_during_backoff.script"  # '# oracle: oracle': the build without hotplug
 HOTPLUG_SCRIPT = FIXTURES / "f_same_script_on_hotplug_build.script"  # '# oracle: oracle-hotplug'
-TINY = """\
-name: tiny
-duration: 2s
-host: {total: 2GiB}
-domains: [{name: a, memory: 1GiB, initial_target: absent, costs: none}]
-events: [{at: 1s, domain: a, target: 512MiB}]
-"""
 TABLE_FILES = "timeline, events, host, targets, summary .parquet; run.json"
 FIGURES = ["timeline.png", "host.png"]
 
@@ -44,7 +38,7 @@ FIGURES = ["timeline.png", "host.png"]
 @pytest.fixture
 def tiny(tmp_path):
     path = tmp_path / "tiny.yaml"
-    path.write_text(TINY)
+    path.write_text(TINY)  # a 2 s run of one guest, given one target
     return path
 
 
