@@ -44,4 +44,4 @@ $(VENV)/.installed-mutation: pyproject.toml | $(VENV)/bin/python
 	@touch $@ $(VENV)/.installed-run
 
 clean:
-	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache .hypothesis mutants
