@@ -182,7 +182,8 @@ def draw_domain(ax: Axes, rows: pd.DataFrame, events: pd.DataFrame, title: str, 
         when = events.loc[events["kind"] == kind, "time_ns"].to_numpy()
         if len(when):
             at = _current_at(rows, when) / div
-            ax.plot(ns_to_s(when) / t_div, at, marker, color=color, label=label, linestyle="none", markersize=8)
+            # a format of a marker alone: marks, no line between them
+            ax.plot(ns_to_s(when) / t_div, at, marker, color=color, label=label, markersize=8)
     ax.set_title(title, loc="left", fontsize=10)
     ax.set_ylabel(unit)
     ax.grid(alpha=0.3)  # pragma: no mutate
@@ -284,7 +285,7 @@ def timeline_figure(result: Result, domains: Iterable[str] | None = None) -> Fig
     events = rows_by_domain(result.events, shown)
     t_div, t_label = time_unit(_end_s(result))
     fig = Figure(figsize=(10, 2.1 * (len(shown) + 1) + 2.2), layout="constrained")  # pragma: no mutate
-    axes = fig.subplots(len(shown) + 1, 1, sharex=True, squeeze=False)[:, 0]
+    axes = fig.subplots(nrows=len(shown) + 1, sharex=True, squeeze=False)[:, 0]
     for ax, name in zip(axes, shown, strict=False):
         draw_domain(ax, rows[name], events[name], f"{name}: {target_note(result, name)}", t_div)
     draw_host(axes[-1], result, t_div, domain_pages=False)
@@ -304,7 +305,7 @@ def memory_figure(result: Result, domain: str) -> Figure:
     t = rows["time_s"].to_numpy() / t_div
     div, unit = size_unit(_peak(rows["current_pages"]))
     fig = Figure(figsize=(10, 5.8), layout="constrained")  # pragma: no mutate
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1.4])
+    top, bottom = fig.subplots(nrows=2, sharex=True, height_ratios=[3, 1.4])
     stack = [rows[col].to_numpy() / div for col, _, _ in HOLDERS]
     top.stackplot(
         t, *stack, labels=[label for _, label, _ in HOLDERS], colors=[c for _, _, c in HOLDERS], step="post", alpha=0.75
@@ -527,7 +528,7 @@ def compare_figure(results: dict[str, Result], domain: str) -> Figure:
     """One domain's current (solid) and target (dashed) in several runs, one colour per run;
     their MemAvailable below.  The title gives each run's label (scenario, seed, settings)."""
     fig = Figure(figsize=(10, 5.0 + 0.3 * len(results)), layout="constrained")  # pragma: no mutate
-    top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[2, 1])
+    top, bottom = fig.subplots(nrows=2, sharex=True, height_ratios=[2, 1])
     rows = {label: r.domain(domain) for label, r in results.items()}
     end = max((float(r["time_s"].max()) for r in rows.values() if len(r)), default=0.0)
     t_div, t_label = time_unit(end)

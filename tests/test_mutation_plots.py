@@ -4,6 +4,7 @@ where titles and legends go, and the notes that replace empty panels."""
 
 from pathlib import Path
 
+import matplotlib
 import matplotlib.collections
 import numpy as np
 import pandas as pd
@@ -102,6 +103,13 @@ def result(names, rows, event_rows=(), host_rows=((0.0, 0, 0),), metadata=None, 
         summary(names, **summary_columns),
         {"scenario": "hand", "seed": 5} if metadata is None else metadata,
     )
+
+
+@pytest.fixture(autouse=True)
+def small_default_font():
+    """A default font size unlike any plots.py sets, as a notebook may have: the sizes it sets hold."""
+    with matplotlib.rc_context({"font.size": 6}):
+        yield
 
 
 def lines_of(ax) -> dict[str, Line2D]:
@@ -292,13 +300,18 @@ def test_events_are_marked_on_the_current_line_at_the_row_they_follow():
 
 
 def note(**columns) -> str:
-    r = result(["a", "b"], [], **{k: [v, v] for k, v in columns.items()})
+    """The note on "b", whose summary row has these columns; "a", before it, reached its target at 1 s."""
+    a = {"target_reached": True, "final_target_reached_s": 1.0, "time_to_final_target_s": 1.0}
+    r = result(["a", "b"], [], **{k: [a.get(k, v), v] for k, v in columns.items()})
     return plots.target_note(r, "b")
 
 
 def test_target_notes_say_when_it_was_reached_or_how_it_fell_short():
     assert note(final_target_reached_s=26.8, time_to_final_target_s=21.8) == (
         "reached its target at 26.8 s (21.8 s after it was set)"
+    )
+    assert note(final_target_reached_s=3.5, time_to_final_target_s=0.5) == (
+        "reached its target at 3.5 s (0.5 s after it was set)"
     )
     # reached the moment it was set: no time after it
     assert note(final_target_reached_s=3.0, time_to_final_target_s=0.0) == "reached its target at 3 s"
@@ -335,7 +348,8 @@ def test_the_host_panel_shows_when_free_memory_first_reached_what_the_host_needs
     lines = lines_of(ax)
     free, held, needed = lines["host free"], lines["Σ domain pages"], lines["needed"]
     assert list(free.get_xdata()) == [0, 1, 2, 3] and list(free.get_ydata()) == [100, 200, 300, 250]
-    assert list(held.get_ydata()) == [500, 500, 400, 400] and free.get_drawstyle() == "steps-post"
+    assert list(held.get_ydata()) == [500, 500, 400, 400]
+    assert free.get_drawstyle() == held.get_drawstyle() == "steps-post"
     assert list(needed.get_ydata()) == [300, 300]
     (reached,) = [line for line in ax.get_lines() if line.get_label().startswith("_")]
     assert list(reached.get_xdata()) == [2, 2]  # 300 MiB free first at 2 s
@@ -492,10 +506,12 @@ def test_the_memory_figure_draws_available_demand_unmet_and_swap(memory):
     available, demand = lines_of(top)["MemAvailable"], lines_of(top)["demand"]
     assert list(available.get_xdata()) == [0, 10, 20] and list(available.get_ydata()) == [600, 100, 0]
     assert list(demand.get_ydata()) == [500, 1200, 0] and demand.get_drawstyle() == "steps-post"
+    assert available.get_drawstyle() == "steps-post"
     assert (available.get_color(), available.get_linewidth()) == ("black", 1.2)
     assert (demand.get_color(), demand.get_linestyle(), demand.get_linewidth()) == ("tab:purple", "--", 1)
     unmet, swap = lines_of(bottom)["unmet demand"], lines_of(bottom)["swap"]
     assert list(unmet.get_ydata()) == [0, 100, 0] and unmet.get_color() == "tab:purple"
+    assert unmet.get_drawstyle() == "steps-post"
     # the 200 MiB the OOM killer saw at 10 min, before that instant's row
     assert list(swap.get_xdata()) == [0, 10, 10, 20] and list(swap.get_ydata()) == [0, 200, 0, 0]
     assert swap.get_color() == "tab:cyan" and swap.get_drawstyle() == "steps-post"
@@ -740,6 +756,7 @@ def test_compare_figure_gives_each_run_one_colour_current_solid_target_dashed():
         current, target = lines[f"{label}: current"], lines[f"{label}: target"]
         assert current.get_color() == target.get_color() == below[label].get_color() == f"C{i}"
         assert (current.get_linestyle(), target.get_linestyle()) == ("-", "--")
+        assert {line.get_drawstyle() for line in (current, target, below[label])} == {"steps-post"}
     assert top.get_ylabel() == bottom.get_ylabel() == "GiB" and bottom.get_xlabel() == "time (min)"
     assert left_title(top).get_text() == "s: current and target in each run"
     assert left_title(bottom).get_text() == "MemAvailable"
@@ -798,3 +815,10 @@ def test_write_figures_draws_the_set_one_at_a_time_at_110_dpi(tmp_path, monkeypa
     low.mkdir()
     plots.write_figures(r, low, dpi=20)
     assert pixels(low / "host.png") == (20, 10)
+
+
+def test_compare_figure_of_a_domain_no_run_has_is_empty_and_in_seconds():
+    fig = plots.compare_figure({"one": result(["s"], [("s", 900, {})])}, "missing")
+    top, bottom = fig.axes
+    assert [list(line.get_xdata()) for line in top.get_lines()] == [[], []]
+    assert bottom.get_xlabel() == "time (s)" and top.get_ylabel() == "MiB"
