@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from balloonsim.scenario.model import Costs, Scenario
+from balloonsim.scenario.model import Costs, Domain, Scenario
 
 _DEFAULT_COSTS = Costs().model_dump(mode="json")
 
@@ -25,29 +25,27 @@ def costs_profile(costs: Costs) -> str | dict[str, str]:
     return changed or "calibrated"
 
 
-def domain_settings(scenario: Scenario) -> list[dict[str, Any]]:
-    """Each domain's driver version, tunables, kernel build and costs."""
-    return [
-        {
-            "driver": d.balloon.driver,
-            "max_retry_count": d.balloon.max_retry_count,
-            "max_schedule_delay": d.balloon.max_schedule_delay,
-            "scrub_pages": d.balloon.scrub_pages,
-            "hotplug_unpopulated": d.balloon.hotplug_unpopulated,
-            "memory_hotplug": d.kernel.hotplug.enabled,
-            "hz": d.kernel.hz,
-            "arch": d.kernel.arch,
-            "type": d.type,
-            "costs": costs_profile(d.costs),
-        }
-        for d in scenario.domains
-    ]
+def domain_settings(d: Domain) -> dict[str, Any]:
+    """A domain's driver version, tunables, kernel build and costs."""
+    return {
+        "driver": d.balloon.driver,
+        "max_retry_count": d.balloon.max_retry_count,
+        "max_schedule_delay": d.balloon.max_schedule_delay,
+        "scrub_pages": d.balloon.scrub_pages,
+        "hotplug_unpopulated": d.balloon.hotplug_unpopulated,
+        "memory_hotplug": d.kernel.hotplug.enabled,
+        "hz": d.kernel.hz,
+        "arch": d.kernel.arch,
+        "type": d.type,
+        "costs": costs_profile(d.costs),
+    }
 
 
 def run_settings(scenario: Scenario) -> dict[str, Any]:
     """The run's settings: the host manager, and the domains grouped by identical settings."""
     groups: dict[str, dict[str, Any]] = {}
-    for spec, settings in zip(scenario.domains, domain_settings(scenario), strict=True):
+    for spec in scenario.domains:
+        settings = domain_settings(spec)
         key = repr(sorted(settings.items()))
         group = groups.setdefault(key, {**settings, "domains": 0, "first_domain": spec.name})
         group["domains"] += 1

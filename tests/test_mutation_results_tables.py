@@ -1,0 +1,392 @@
+"""The tables as build_result makes them from the recorder's buffers, column by column, and the
+run's settings as run.json and every figure's title carry them (issue 8: mutation testing of
+balloonsim/results/).
+
+The recorder here is fed by toy components, so every value is one written below and each
+expected table is worked out by hand from the rows recorded.
+"""
+
+from __future__ import annotations
+
+from array import array
+from types import SimpleNamespace
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from balloonsim.columns import Column
+from balloonsim.errors import RunWarning
+from balloonsim.registry import MANAGERS
+from balloonsim.results.recorder import Recorder
+from balloonsim.results.result import HOST, Result, build_result
+from balloonsim.results.settings import run_label, run_settings
+from balloonsim.results.store import load_result, save_result
+from balloonsim.results.summary import domain_summary, host_needed_reached_s, target_episodes
+from balloonsim.scenario.model import ManagerParams
+from balloonsim.scenario.types import Nanoseconds
+from conftest import make_scenario
+
+S = 1_000_000_000
+STATES = ("NONE", "DONE", "WAIT", "EAGAIN", "ECANCELED")
+
+
+class Driver:
+    """A driver's columns (the ones the summary reads), its values set by the test before each row."""
+
+    COLUMNS = (
+        Column("current_pages"),
+        Column("target_pages"),
+        Column("state", "category", STATES),
+        Column("work_pending", "bool", fill=0),
+        Column("retry_count"),
+    )
+
+    def __init__(self) -> None:
+        self.values = (0, 0, 0, 0, 1)
+
+    def row_values(self) -> tuple[int, ...]:
+        return self.values
+
+
+class Memory:
+    """The guest memory's and tasks' columns the summary reads."""
+
+    NAMES = ("guest_free", "mem_available", "swap_pages", "oom_count", "unmet_demand", "unmet_anon", "unmet_cache")
+    COLUMNS = tuple(Column(name) for name in NAMES)
+
+    def __init__(self) -> None:
+        self.values = (0,) * 7
+
+    def row_values(self) -> tuple[int, ...]:
+        return self.values
+
+
+class Extra:
+    """Columns only some guests have (as another driver version's): the others get each one's fill."""
+
+    COLUMNS = (Column("extra", fill=-7), Column("phase", "category", ("up", "down")), Column("flag", "bool", fill=0))
+
+    def __init__(self) -> None:
+        self.values = (0, 0, 0)
+
+    def row_values(self) -> tuple[int, ...]:
+        return self.values
+
+
+def toy_recording() -> Recorder:
+    """Three guests: a (Driver, Memory, Extra), b (Driver, Memory: no Extra), c (Extra first)."""
+    a, b, c = [Driver(), Memory(), Extra()], [Driver(), Memory()], [Extra(), Driver(), Memory()]
+    host = SimpleNamespace(free_pages=0, domain_pages=0, other_pages=0)
+    rec = Recorder(["a", "b", "c"], [a, b, c], host)
+    init, work, end = rec.causes("init"), rec.causes("work"), rec.causes("end")
+    target = rec.causes("target")  # a cause of the script's: coded after the three every run has
+
+    def row(now, index, cause, driver, memory, extra, free):
+        sources = (a, b, c)[index]
+        next(s for s in sources if isinstance(s, Driver)).values = driver
+        next(s for s in sources if isinstance(s, Memory)).values = memory
+        for s in sources:
+            if isinstance(s, Extra):
+                s.values = extra
+        host.free_pages, host.domain_pages, host.other_pages = free, 1000 - free, 24
+        rec.row(now, index, cause)
+
+    mem = (500, 600, 0, 0, 0, 0, 0)
+    row(0, 0, init, (100, 100, 0, 0, 1), mem, (5, 0, 1), 100)
+    row(0, 1, init, (200, 200, 0, 0, 1), mem, None, 100)
+    row(0, 2, init, (300, 300, 1, 1, 1), mem, (9, 1, 0), 100)
+    row(2_500_000_000, 0, target, (100, 50, 1, 1, 1), mem, (6, 1, 1), 90)
+    row(3_004_999_999, 1, work, (200, 200, 3, 1, 2), (400, 450, 3, 0, 8, 5, 3), None, 80)
+    row(3_004_999_999, 2, work, (300, 300, 4, 0, 1), mem, (10, 0, 0), 80)
+    row(100_000_000_500_000_000, 0, end, (50, 50, 1, 0, 1), mem, (7, 0, 0), 150)
+    rec.event(2_500_000_000, 0, "EAGAIN", -1, -1, "retry 2 in 2 s")
+    rec.event(2_600_000_000, -1, "host_free", 5, -1, "")
+    rec.event(3_004_999_999, 1, "alloc_failed", 512, 100, "order 0")
+    return rec
+
+
+ACTIVITY = {"a": {"passes": 3, "wmark_low_pages": 10}, "b": {"wmark_low_pages": 10}, "c": {"wmark_low_pages": 10}}
+
+
+@pytest.fixture(scope="module")
+def toy() -> Result:
+    return build_result(toy_recording(), [250, 100, 1000], ACTIVITY, {"scenario": "toy"})
+
+
+def no_host() -> SimpleNamespace:
+    return SimpleNamespace(free_pages=0, domain_pages=0, other_pages=0)
+
+
+def categorical(values, categories) -> pd.Categorical:
+    return pd.Categorical(values, categories=categories)
+
+
+def test_the_timeline_has_every_row_in_recorded_order_with_each_components_columns(toy):
+    t = [0, 0, 0, 2_500_000_000, 3_004_999_999, 3_004_999_999, 100_000_000_500_000_000]
+    expected = pd.DataFrame(
+        {
+            "time_ns": np.array(t, dtype=np.int64),
+            "time_s": np.array(t, dtype=np.int64) / S,
+            # jiffies = floor(t * HZ / 1e9) in each domain's HZ (a 250, b 100, c 1000):
+            # 2.5 s * 250 = 625; 3.004999999 s * 100 = 300.4999999 -> 300; * 1000 = 3004.999999 -> 3004;
+            # 1e8 s + 0.5 s at 250 = 25_000_000_125 (t * 250 = 2.5e19 itself would overflow int64)
+            "jiffies": np.array([0, 0, 0, 625, 300, 3004, 25_000_000_125], dtype=np.int64),
+            "domain": categorical(["a", "b", "c", "a", "b", "c", "a"], ["a", "b", "c"]),
+            # init, work and end are coded first, whatever comes first in the run; then in order of use
+            "cause": categorical(
+                ["init", "init", "init", "target", "work", "work", "end"], ["init", "work", "end", "target"]
+            ),
+            "current_pages": np.array([100, 200, 300, 100, 200, 300, 50], dtype=np.int64),
+            "target_pages": np.array([100, 200, 300, 50, 200, 300, 50], dtype=np.int64),
+            "state": categorical(["NONE", "NONE", "DONE", "DONE", "EAGAIN", "ECANCELED", "DONE"], STATES),
+            "work_pending": np.array([False, False, True, True, True, False, False]),
+            "retry_count": np.array([1, 1, 1, 1, 2, 1, 1], dtype=np.int64),
+            "guest_free": np.array([500, 500, 500, 500, 400, 500, 500], dtype=np.int64),
+            "mem_available": np.array([600, 600, 600, 600, 450, 600, 600], dtype=np.int64),
+            "swap_pages": np.array([0, 0, 0, 0, 3, 0, 0], dtype=np.int64),
+            "oom_count": np.zeros(7, dtype=np.int64),
+            "unmet_demand": np.array([0, 0, 0, 0, 8, 0, 0], dtype=np.int64),
+            "unmet_anon": np.array([0, 0, 0, 0, 5, 0, 0], dtype=np.int64),
+            "unmet_cache": np.array([0, 0, 0, 0, 3, 0, 0], dtype=np.int64),
+            # b has no Extra: its fills, -7, code -1 (no category) and 0 (false)
+            "extra": np.array([5, -7, 9, 6, -7, 10, 7], dtype=np.int64),
+            "phase": categorical(["up", None, "down", "down", None, "up", "up"], ["up", "down"]),
+            "flag": np.array([True, False, False, True, False, False, False]),
+            # 256 pages of 4 KiB to the MiB
+            "current_mib": np.array([100, 200, 300, 100, 200, 300, 50]) / 256,
+            "target_mib": np.array([100, 200, 300, 50, 200, 300, 50]) / 256,
+        }
+    )
+    pd.testing.assert_frame_equal(toy.timeline, expected)
+
+
+def test_the_host_table_has_one_row_per_timeline_row(toy):
+    t = np.array([0, 0, 0, 2_500_000_000, 3_004_999_999, 3_004_999_999, 100_000_000_500_000_000], dtype=np.int64)
+    free = np.array([100, 100, 100, 90, 80, 80, 150], dtype=np.int64)
+    expected = pd.DataFrame(
+        {
+            "time_ns": t,
+            "time_s": t / S,
+            "domain": categorical(["a", "b", "c", "a", "b", "c", "a"], ["a", "b", "c"]),
+            "cause": categorical(
+                ["init", "init", "init", "target", "work", "work", "end"], ["init", "work", "end", "target"]
+            ),
+            "host_free": free,
+            "domain_pages": 1000 - free,
+            "other_pages": np.full(7, 24, dtype=np.int64),
+            "host_free_mib": free / 256,
+        }
+    )
+    pd.testing.assert_frame_equal(toy.host, expected)
+
+
+def test_events_name_their_domain_the_host_for_none(toy):
+    t = np.array([2_500_000_000, 2_600_000_000, 3_004_999_999], dtype=np.int64)
+    expected = pd.DataFrame(
+        {
+            "time_ns": t,
+            "time_s": t / S,
+            # index 0 is the first guest; -1 (an event of the host's) is (host), after the guests
+            "domain": categorical(["a", HOST, "b"], ["a", "b", "c", HOST]),
+            "kind": categorical(["EAGAIN", "host_free", "alloc_failed"], ["EAGAIN", "host_free", "alloc_failed"]),
+            "pages": np.array([-1, 5, 512], dtype=np.int64),
+            "value": np.array([-1, -1, 100], dtype=np.int64),
+            "message": pd.Series(["retry 2 in 2 s", "", "order 0"], dtype="string"),
+        }
+    )
+    pd.testing.assert_frame_equal(toy.events, expected)
+
+
+def test_targets_and_summary_are_derived_from_these_tables(toy):
+    pd.testing.assert_frame_equal(toy.targets, target_episodes(toy.timeline))
+    pd.testing.assert_frame_equal(toy.summary, domain_summary(toy.timeline, toy.events, toy.targets, ACTIVITY))
+    # a: 100 -> target 50 at 2.5 s, reached by the end; b and c never asked anything new
+    assert toy.targets["target_pages"].tolist() == [100, 50, 200, 300]
+    assert toy.summary["final_current_pages"].tolist() == [50, 200, 300]
+    assert toy.summary["worker_passes"].tolist() == [3, 0, 0] and toy.metadata == {"scenario": "toy"}
+
+
+def test_a_domains_rows_are_its_own_numbered_from_0(toy):
+    b = toy.domain("b")
+    assert b.index.tolist() == [0, 1] and list(b.columns) == list(toy.timeline.columns)
+    assert b["time_ns"].tolist() == [0, 3_004_999_999] and set(b["domain"]) == {"b"}
+
+
+def test_a_run_without_events_has_an_empty_events_table_of_the_same_types():
+    host = SimpleNamespace(free_pages=7, domain_pages=0, other_pages=0)
+    rec = Recorder(["a"], [[Driver(), Memory()]], host)
+    rec.row(0, 0, rec.causes("init"))
+    r = build_result(rec, [250], {}, {})
+    assert len(r.events) == 0
+    assert {c: str(t) for c, t in r.events.dtypes.items()} == {
+        "time_ns": "int64",
+        "time_s": "float64",
+        "domain": "category",
+        "kind": "category",
+        "pages": "int64",
+        "value": "int64",
+        "message": "string",
+    }
+    assert list(r.events["domain"].cat.categories) == ["a", HOST]
+    assert r.host["host_free"].tolist() == [7] and rec.rows == 1
+
+
+def test_a_component_that_gives_more_values_than_columns_is_an_error():
+    class Faulty(Extra):
+        def row_values(self) -> tuple[int, ...]:
+            return (1, 2, 3, 4)  # four values for three columns
+
+    # "b" lacks a column of "a", so its row is laid out slot by slot: the values must match the slots
+    rec = Recorder(["a", "b"], [[Driver(), Extra()], [Faulty()]], no_host())
+    with pytest.raises(ValueError, match="zip"):
+        rec.row(0, 1, rec.causes("init"))
+
+
+def test_the_size_warning_says_how_much_memory_the_buffers_hold():
+    rec = Recorder(["a"], [[Driver()]], no_host())
+    # 2**23 timeline values and 2**22 host values of 8 bytes: 96 MiB = 0.09375 GiB, shown as 0.1
+    rec.timeline = array("q", [0]) * 2**23
+    rec.host = array("q", [0]) * 2**22
+    rec.rows = 12_345
+    with pytest.warns(RunWarning) as caught:
+        rec._warn_size()
+    assert [str(w.message) for w in caught] == [
+        "the timeline has 12,345 rows (0.1 GiB in memory so far, about twice that once the tables are built); "
+        "fewer rows: a larger progress_every, fewer events, a shorter duration"
+    ]
+
+
+# -- summary: when the host had the memory it needs ----------------------------------------
+
+
+HOST_ROWS = pd.DataFrame({"time_s": [0.0, 1.0, 2.0, 3.0], "host_free": [10, 50, 100, 100]})
+
+
+@pytest.mark.parametrize(
+    ("needed", "reached"),
+    [
+        (50, 1.0),  # free >= needed: reached at the row where it is exactly 50
+        (51, 2.0),
+        (100, 2.0),  # the first of two rows at 100
+        (101, None),  # never: not the first row's time
+        (0, None),  # nothing needed
+        (None, None),
+    ],
+)
+def test_host_needed_reached_is_the_first_row_with_that_much_free(needed, reached):
+    assert host_needed_reached_s(HOST_ROWS, needed) == reached
+
+
+def test_host_needed_of_an_empty_host_table_is_never_reached():
+    assert host_needed_reached_s(HOST_ROWS.iloc[:0], 50) is None
+
+
+# -- the run's settings ---------------------------------------------------------------------
+
+
+class WeightedParams(ManagerParams):
+    period: Nanoseconds = "5s"
+    weights: tuple[int, ...] = (1, 2)
+
+
+class Weighted:
+    """A manager whose settings hold a tuple, which JSON has not: run.json gives it as a list."""
+
+    Params = WeightedParams
+
+
+#: a domain's settings when the scenario sets none (the scenario model's defaults)
+DEFAULT_SETTINGS = {
+    "driver": "v5.12",
+    "max_retry_count": 4,
+    "max_schedule_delay": 32,
+    "scrub_pages": True,
+    "hotplug_unpopulated": 0,
+    "memory_hotplug": False,
+    "hz": 250,
+    "arch": "x86_64",
+    "type": "hvm",
+    "costs": "calibrated",
+}
+
+
+def guests() -> list[dict]:
+    """a and c as the defaults (calibrated costs); b timeless, PV, HZ 1000 and retrying without end."""
+    return [
+        {"name": "a", "memory": "1GiB"},
+        {"name": "b", "memory": "1GiB", "type": "pv", "costs": "none",
+         "kernel": {"hz": 1000}, "balloon": {"max_retry_count": 0}},
+        {"name": "c", "memory": "1GiB", "costs": {"xen_page": "82us"}},  # the default, written out
+        {"name": "d", "memory": "1GiB", "costs": {"xen_page": "50us", "hypercall": "20us"}},
+    ]  # fmt: skip
+
+
+def test_run_settings_group_domains_with_the_same_settings():
+    settings = run_settings(make_scenario(domains=guests(), host={"free": "1GiB"}))
+    b = {**DEFAULT_SETTINGS, "type": "pv", "hz": 1000, "max_retry_count": 0, "costs": "none"}
+    d = {**DEFAULT_SETTINGS, "costs": {"hypercall": "20us", "xen_page": "50us"}}  # only what differs
+    assert settings == {
+        "manager": None,
+        "domain_groups": [
+            {**DEFAULT_SETTINGS, "domains": 2, "first_domain": "a"},
+            {**b, "domains": 1, "first_domain": "b"},
+            {**d, "domains": 1, "first_domain": "d"},
+        ],
+    }
+
+
+@pytest.fixture
+def weighted():
+    with MANAGERS.registered("weighted", Weighted):
+        yield
+
+
+def test_the_managers_settings_are_as_run_json_keeps_them(weighted, tmp_path):
+    s = make_scenario(host={"free": "1GiB", "manager": {"kind": "weighted"}})
+    settings = run_settings(s)
+    assert settings["manager"] == {"kind": "weighted", "period": "5s", "weights": [1, 2]}
+    assert isinstance(settings["manager"]["weights"], list)  # as JSON reads it back, not a tuple
+    empty = pd.DataFrame({"x": pd.Series([], dtype="int64")})
+    result = Result(empty, empty, empty, empty, empty, {"scenario": "t", "seed": 1, "settings": settings})
+    assert load_result(save_result(result, tmp_path / "r")).metadata["settings"] == settings
+
+
+def label(groups: list[dict], manager: dict | None = None, **head) -> str:
+    return run_label({**head, "settings": {"manager": manager, "domain_groups": groups}})
+
+
+def group(domains: int = 1, **changes) -> dict:
+    return {**DEFAULT_SETTINGS, "domains": domains, "first_domain": "a", **changes}
+
+
+def test_run_label_of_one_group_names_its_driver_settings_and_costs():
+    assert label([group(3)], scenario="q", seed=1) == (
+        "q, seed 1: driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs calibrated"
+    )
+    # max_retry_count 0 retries without end; costs that differ are listed
+    assert label([group(max_retry_count=0, costs={"xen_page": "50us", "hypercall": "20us"})], scenario="q", seed=2) == (
+        "q, seed 2: driver v5.12 (max_retry_count unlimited, max_schedule_delay 32 s), "
+        "costs xen_page 50us, hypercall 20us"
+    )
+
+
+def test_run_label_counts_the_domains_of_each_group_and_how_many_groups_are_left_out():
+    none, pv = group(2, costs="none"), group(5, driver="v5.15", max_schedule_delay=8)
+    text = "driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs"
+    assert label([none, pv], scenario="q", seed=0) == (
+        f"q, seed 0: 2× {text} none; 5× driver v5.15 (max_retry_count 4, max_schedule_delay 8 s), costs calibrated"
+    )
+    # two shown (most=2), one more named by number only
+    assert label([none, pv, group(1)], {"kind": "even-split", "period": "10s"}, scenario="q", seed=0) == (
+        f"q, seed 0: 2× {text} none; 5× driver v5.15 (max_retry_count 4, max_schedule_delay 8 s), costs calibrated; "
+        "and 1 more setting groups; manager even-split"
+    )
+    three = run_label({"scenario": "q", "seed": 0, "settings": {"domain_groups": [none, pv, group(1)]}}, most=3)
+    assert three.count("×") == 3 and "more setting groups" not in three
+
+
+def test_run_label_without_settings_names_scenario_and_seed_or_question_marks():
+    assert run_label({"scenario": "q", "seed": 4}) == "q, seed 4"
+    assert run_label({}) == "?, seed ?"
+    assert label([], {"kind": "qmemman"}, scenario="q", seed=4) == "q, seed 4: manager qmemman"
