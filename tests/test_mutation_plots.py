@@ -355,9 +355,8 @@ def test_the_host_panel_shows_when_free_memory_first_reached_what_the_host_needs
     assert list(reached.get_xdata()) == [2, 2]  # 300 MiB free first at 2 s
     assert left_title(ax).get_text() == "host free memory: needs 300 MiB, reached at 2 s"
     assert left_title(ax).get_fontsize() == 10 and ax.get_ylabel() == "MiB"
-    styles = [(free.get_color(),), (held.get_color(),), (needed.get_color(), needed.get_linestyle(), 1.0)]
-    assert styles == [("tab:gray",), ("tab:blue",), ("tab:red", "--", needed.get_linewidth())]
-    assert needed.get_linewidth() == 1
+    assert (free.get_color(), held.get_color()) == ("tab:gray", "tab:blue")
+    assert (needed.get_color(), needed.get_linestyle(), needed.get_linewidth()) == ("tab:red", "--", 1)
     assert (reached.get_color(), reached.get_alpha(), reached.get_linewidth()) == ("tab:red", 0.4, 1)
 
 
