@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from test_summary import hand_events, hand_timeline
 
 from balloonsim.columns import Column
 from balloonsim.errors import RunWarning
@@ -22,7 +23,14 @@ from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import HOST, Result, build_result
 from balloonsim.results.settings import run_label, run_settings
 from balloonsim.results.store import load_result, save_result
-from balloonsim.results.summary import domain_summary, host_needed_reached_s, target_episodes
+from balloonsim.results.summary import (
+    domain_summary,
+    host_needed_reached_s,
+    last_request_refused_or_clamped,
+    row_durations,
+    target_episodes,
+    worst_first,
+)
 from balloonsim.scenario.model import ManagerParams
 from balloonsim.scenario.types import Nanoseconds
 from conftest import make_scenario
@@ -199,12 +207,105 @@ def test_events_name_their_domain_the_host_for_none(toy):
 
 
 def test_targets_and_summary_are_derived_from_these_tables(toy):
-    pd.testing.assert_frame_equal(toy.targets, target_episodes(toy.timeline))
     pd.testing.assert_frame_equal(toy.summary, domain_summary(toy.timeline, toy.events, toy.targets, ACTIVITY))
-    # a: 100 -> target 50 at 2.5 s, reached by the end; b and c never asked anything new
-    assert toy.targets["target_pages"].tolist() == [100, 50, 200, 300]
+    end = 100_000_000_500_000_000
+    # by domain: a at 100 (reached at once, until the next target at 2.5 s), then 50 (reached at
+    # the end row); b and c: their first target, reached at once, until their last row
+    t = toy.targets
+    assert t["domain"].astype(str).tolist() == ["a", "a", "b", "c"]
+    assert t["set_ns"].tolist() == [0, 2_500_000_000, 0, 0]
+    assert t["cause"].astype(str).tolist() == ["init", "target", "init", "init"]
+    assert (t["target_pages"].tolist(), t["start_pages"].tolist()) == ([100, 50, 200, 300], [100, 100, 200, 300])
+    assert t["reached"].tolist() == [True, True, True, True]
+    assert t["reached_ns"].tolist() == [0, end, 0, 0]
+    assert t["time_to_reach_s"].tolist() == [0.0, (end - 2_500_000_000) / S, 0.0, 0.0]
+    assert t["until_ns"].tolist() == [2_500_000_000, end, 3_004_999_999, 3_004_999_999]
+    assert t["end_pages"].tolist() == [100, 50, 200, 300]
     assert toy.summary["final_current_pages"].tolist() == [50, 200, 300]
     assert toy.summary["worker_passes"].tolist() == [3, 0, 0] and toy.metadata == {"scenario": "toy"}
+
+
+def interleaved(rows: int) -> pd.DataFrame:
+    """Guests a and b, one row each every second for ``rows`` seconds, a first at each instant.
+
+    a is asked 100 pages at 0 s, 60 at 10 s (reached at 12 s), 80 at 25 s (reached at 27 s);
+    b holds 200 throughout."""
+    i = np.arange(rows)
+    a_target = np.select([i < 10, i < 25], [100, 60], 80)
+    a_current = np.select([i < 12, i < 27], [100, 60], 80)
+    return pd.DataFrame(
+        {
+            "time_ns": np.repeat(i * S, 2),
+            "domain": pd.Categorical(np.tile(["a", "b"], rows), categories=["a", "b"]),
+            "cause": pd.Categorical(np.tile(["work", "work"], rows), categories=["init", "work", "end"]),
+            "current_pages": np.ravel(np.column_stack([a_current, np.full(rows, 200)])),
+            "target_pages": np.ravel(np.column_stack([a_target, np.full(rows, 200)])),
+        }
+    )
+
+
+def test_target_episodes_keep_each_domains_rows_in_time_order_among_many():
+    # 80 rows of two guests, interleaved: grouping them by guest must keep each guest's rows in order
+    t = target_episodes(interleaved(40))
+    assert t["domain"].astype(str).tolist() == ["a", "a", "a", "b"]
+    assert t["set_s"].tolist() == [0.0, 10.0, 25.0, 0.0]
+    assert t["target_pages"].tolist() == [100, 60, 80, 200]
+    assert t["start_pages"].tolist() == [100, 100, 60, 200]
+    assert t["time_to_reach_s"].tolist() == [0.0, 2.0, 2.0, 0.0]
+    assert t["until_ns"].tolist() == [10 * S, 25 * S, 39 * S, 39 * S]
+    assert t["end_pages"].tolist() == [100, 60, 80, 200]
+
+
+def test_row_durations_last_until_the_same_domains_next_row():
+    timeline = pd.DataFrame(
+        {
+            "time_ns": np.array([0, 0, 2, 5, 7], dtype=np.int64) * S,
+            "domain": pd.Categorical(["a", "b", "a", "b", "a"], categories=["a", "b"]),
+        }
+    )
+    # a: 0 -> 2 -> 7 (last: 0); b: 0 -> 5 (last: 0)
+    assert row_durations(timeline).tolist() == [2 * S, 5 * S, 5 * S, 0, 0]
+
+
+def test_a_guest_without_worker_passes_counts_none():
+    timeline = hand_timeline({"a": [dict(t=0, cause="init"), dict(t=1, cause="work", state="EAGAIN", retry_count=3)],
+                              "b": [dict(t=0, cause="init"), dict(t=2, cause="end")]})  # fmt: skip
+    s = domain_summary(timeline, hand_events([], ["a", "b"]), target_episodes(timeline), {})
+    assert s["eagain_passes"].tolist() == [1, 0] and s["eagain_passes"].dtype == np.int64
+    assert (s["wait_passes"].tolist(), s["cancellations"].tolist()) == ([0, 0], [0, 0])
+    assert s["peak_retry_count"].tolist() == [3, 1]  # b never retried: 1, the driver's initial retry_count
+
+
+def test_a_clamp_at_0_s_counts_for_a_guest_never_asked():
+    # x: never asked, its initial target clamped by the first worker pass, at 0 s;
+    # y: clamped at 1 s, then asked at 2 s: the clamp came before the request
+    timeline = hand_timeline(
+        {
+            "x": [dict(t=0, cause="init"), dict(t=0, cause="work"), dict(t=5, cause="end")],
+            "y": [dict(t=0, cause="init"), dict(t=1, cause="work"), dict(t=2, cause="target"), dict(t=5, cause="end")],
+        }
+    )
+    events = hand_events([(0, "x", "target_clamped", 1500, 1000), (1, "y", "target_clamped", 1500, 1000)], ["x", "y"])
+    refused, clamped = last_request_refused_or_clamped(timeline, events)
+    assert (refused.tolist(), clamped.tolist()) == ([False, False], [True, False])
+
+
+def test_worst_first_keeps_the_scenarios_order_among_equals():
+    n = 40
+    summary = pd.DataFrame(
+        {
+            "domain": [f"g{k}" for k in range(n)],
+            "oom_kills": [1 if k in (7, 30) else 0 for k in range(n)],
+            "unmet_demand_mib_s": 0.0,
+            "target_reached": True,
+            "final_target_pages": 100,
+            "final_current_pages": 100,
+        },
+        index=range(100, 100 + n),
+    )
+    order = worst_first(summary)
+    assert order["domain"].tolist() == ["g7", "g30", *(f"g{k}" for k in range(n) if k not in (7, 30))]
+    assert order.index.tolist() == [107, 130, *(100 + k for k in range(n) if k not in (7, 30))]
 
 
 def test_a_domains_rows_are_its_own_numbered_from_0(toy):

@@ -81,12 +81,12 @@ def domain_summary(
 ) -> pd.DataFrame:
     """One row per domain: where it ended, whether it got there, what it took."""
     domains = timeline["domain"].cat.categories
-    by_domain = timeline.groupby("domain", observed=False)
+    by_domain = timeline.groupby("domain")
     last = by_domain.tail(1).set_index("domain").reindex(domains)
     work = timeline[timeline["cause"] == "work"]
     states = work.groupby(["domain", "state"], observed=False).size().unstack(fill_value=0).reindex(domains)
-    final = targets.groupby("domain", observed=False).tail(1).set_index("domain").reindex(domains)
-    kinds = events.groupby(["domain", "kind"], observed=False).size().unstack(fill_value=0)
+    final = targets.groupby("domain").tail(1).set_index("domain").reindex(domains)
+    kinds = events.groupby(["domain", "kind"]).size().unstack(fill_value=0)
     kinds = kinds.reindex(index=domains, fill_value=0)
 
     def kind(name: str) -> pd.Series:
@@ -103,19 +103,19 @@ def domain_summary(
 
     def seconds_when(mask: pd.Series | np.ndarray) -> np.ndarray:
         held = pd.Series(np.where(mask, held_s, 0.0))
-        return held.groupby(timeline["domain"].to_numpy(), observed=False).sum().reindex(domains).to_numpy()
+        return held.groupby(timeline["domain"].to_numpy()).sum().reindex(domains).to_numpy()
 
     def peak(column: str) -> np.ndarray:
         return by_domain[column].max().reindex(domains).to_numpy()
 
     # swap that filled and was freed by an OOM kill within one step is in the oom_invoked event only
-    oom_swap = events[events["kind"] == "oom_invoked"].groupby("domain", observed=False)["pages"].max()
+    oom_swap = events[events["kind"] == "oom_invoked"].groupby("domain")["pages"].max()
     swap_peak = np.fmax(peak("swap_pages"), oom_swap.reindex(domains).to_numpy(dtype=float)).astype("int64")
 
     backoff = (timeline["state"] == "EAGAIN") & timeline["work_pending"]
     unmet_mib_s = (
         pd.Series(pages_to_mib(timeline["unmet_demand"].to_numpy() * held_s))
-        .groupby(timeline["domain"].to_numpy(), observed=False)
+        .groupby(timeline["domain"].to_numpy())
         .sum()
     )
     refused, clamped = last_request_refused_or_clamped(timeline, events)
@@ -145,7 +145,7 @@ def domain_summary(
             "wait_passes": state("WAIT"),
             "cancellations": state("ECANCELED"),
             # the largest retry_count a worker pass left (1 when it never retried)
-            "peak_retry_count": work.groupby("domain", observed=False)["retry_count"]
+            "peak_retry_count": work.groupby("domain")["retry_count"]
             .max()
             .reindex(domains)
             .fillna(1)
@@ -172,7 +172,7 @@ def domain_summary(
 def last_target_requests(timeline: pd.DataFrame) -> pd.DataFrame:
     """Each domain's last target request: its ``time_ns`` and ``cause`` (NaN: never asked)."""
     asked = timeline[timeline["cause"].isin(TARGET_REQUESTS)]
-    last = asked.groupby("domain", observed=False).tail(1).set_index("domain")[["time_ns", "cause"]]
+    last = asked.groupby("domain").tail(1).set_index("domain")[["time_ns", "cause"]]
     return last.reindex(timeline["domain"].cat.categories)
 
 
@@ -211,10 +211,10 @@ def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
             "unmet": summary["unmet_demand_mib_s"],
             "missed": ~summary["target_reached"].astype(bool),
             "distance": distance,
-        },
-        index=summary.index,
+        }
     )
-    order = keys.sort_values(["oom", "unmet", "missed", "distance"], ascending=False, kind="stable").index
+    # several keys: pandas sorts them with a stable lexsort
+    order = keys.sort_values(["oom", "unmet", "missed", "distance"], ascending=False).index
     return summary.loc[order]
 
 
