@@ -484,7 +484,7 @@ def _draw_bars(ax: Axes, y: np.ndarray, bars: Bars) -> None:
     for text in ax.bar_label(container, labels=bars.texts, padding=2, fontsize=7):
         if text.get_text() == NOT_REACHED:
             text.set_color("tab:red")
-    ax.set_xlim(0, max(float(bars.values.max(initial=0)), 1e-9) * 1.3)  # room for the values
+    ax.set_xlim(0, max(float(bars.values.max()), 1e-9) * 1.3)  # room for the values (a panel with bars has some)
     ax.locator_params(axis="x", nbins=4)  # the values are written out: few ticks
     ax.grid(axis="x", alpha=0.3)  # pragma: no mutate
 

@@ -360,6 +360,12 @@ def test_the_host_panel_shows_when_free_memory_first_reached_what_the_host_needs
     assert (reached.get_color(), reached.get_alpha(), reached.get_linewidth()) == ("tab:red", 0.4, 1)
 
 
+def test_the_time_the_host_got_there_is_marked_in_the_panels_unit():
+    ax = host_axes(needed=300 * MiB, t_div=60.0)  # reached at 2 s: 1/30 min
+    (reached,) = [line for line in ax.get_lines() if line.get_label().startswith("_")]
+    assert list(reached.get_xdata()) == [1 / 30, 1 / 30]
+
+
 def test_the_host_panel_says_when_free_memory_never_got_there():
     ax = host_axes(needed=400 * MiB, t_div=1.0)
     assert left_title(ax).get_text() == "host free memory: needs 400 MiB, not reached"
@@ -558,6 +564,13 @@ def test_gaps_are_whole_pages_and_no_domains_give_no_rows():
     assert gaps.tolist() == [[2, 2]] and gaps.dtype == np.int64
     none = plots.summed_gaps(timeline([], []), np.array([], dtype=np.int64), np.array([0.0]))
     assert none.shape == (0, 1)
+
+
+def test_the_gap_matrix_and_heat_map_have_200_bins_unless_told():
+    r = result(["a"], [("a", 0, {}), ("a", 10, {"target_pages": 1})])
+    matrix, starts, _ = plots.gap_matrix(r)
+    assert matrix.shape == (1, 200) and starts[1] == 0.05  # 10 s in 200 bins
+    assert plots.gap_heatmap(r).axes[0].get_images()[0].get_array().shape == (1, 200)
 
 
 def test_a_run_without_time_has_one_bin_at_0():
