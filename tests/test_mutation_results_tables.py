@@ -117,7 +117,7 @@ def toy_recording() -> Recorder:
 ACTIVITY = {"a": {"passes": 3, "wmark_low_pages": 10}, "b": {"wmark_low_pages": 10}, "c": {"wmark_low_pages": 10}}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # built for each test: mutmut runs only the tests that call build_result themselves
 def toy() -> Result:
     return build_result(toy_recording(), [250, 100, 1000], ACTIVITY, {"scenario": "toy"})
 
