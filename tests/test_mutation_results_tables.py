@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+import test_summary
 from test_summary import hand_events, hand_timeline
 
 from balloonsim.columns import Column
@@ -267,13 +268,36 @@ def test_row_durations_last_until_the_same_domains_next_row():
     assert row_durations(timeline).tolist() == [2 * S, 5 * S, 5 * S, 0, 0]
 
 
-def test_a_guest_without_worker_passes_counts_none():
+@pytest.mark.parametrize(
+    "check",
+    [
+        test_summary.test_a_refused_mem_set_is_not_reached,
+        test_summary.test_a_clamped_target_is_not_reached,
+        test_summary.test_only_the_last_request_decides,
+    ],
+    ids=lambda check: check.__name__,
+)
+def test_the_hand_derived_summary_holds_when_built_in_the_test(check):
+    """test_summary's checks of guests b to e, on a summary this test builds: mutmut runs a
+    mutant of domain_summary only with the tests that reach it, and test_summary's module-wide
+    fixture reaches it in its first test alone."""
+    timeline = hand_timeline(test_summary.ROWS)
+    events = hand_events(test_summary.EVENTS, test_summary.DOMAINS)
+    s = domain_summary(timeline, events, target_episodes(timeline), test_summary.ACTIVITY)
+    check(s.set_index(s["domain"].astype(str)))
+
+
+def test_a_guest_without_worker_passes_or_events_counts_none():
     timeline = hand_timeline({"a": [dict(t=0, cause="init"), dict(t=1, cause="work", state="EAGAIN", retry_count=3)],
                               "b": [dict(t=0, cause="init"), dict(t=2, cause="end")]})  # fmt: skip
-    s = domain_summary(timeline, hand_events([], ["a", "b"]), target_episodes(timeline), {})
+    events = hand_events([(1, "a", "EAGAIN", -1, -1), (1, "a", "alloc_failed", 512, 0)], ["a", "b"])
+    s = domain_summary(timeline, events, target_episodes(timeline), {})
     assert s["eagain_passes"].tolist() == [1, 0] and s["eagain_passes"].dtype == np.int64
     assert (s["wait_passes"].tolist(), s["cancellations"].tolist()) == ([0, 0], [0, 0])
     assert s["peak_retry_count"].tolist() == [3, 1]  # b never retried: 1, the driver's initial retry_count
+    # a's one failed allocation; no kind of event b had, nor any populate or clamp: 0, as integers
+    for column, counts in [("alloc_failures", [1, 0]), ("populate_short", [0, 0]), ("target_clamps", [0, 0])]:
+        assert s[column].tolist() == counts and s[column].dtype == np.int64, column
 
 
 def test_a_clamp_at_0_s_counts_for_a_guest_never_asked():
