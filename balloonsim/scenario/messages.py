@@ -19,7 +19,7 @@ from balloonsim.errors import Loc
 def issues_of(err: ValidationError, data: Any, root: type[BaseModel]) -> list[tuple[Loc, str]]:
     """Each error of ``err`` (from validating ``data`` as ``root``) as (location in data, message)."""
     issues = []
-    for error in err.errors(include_url=False):
+    for error in err.errors():
         loc = data_loc(data, error["loc"])
         issues.append((loc, explain(error, loc, root)))
     return issues

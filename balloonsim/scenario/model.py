@@ -406,11 +406,12 @@ class Scenario(Model):
 
         A replayed trace counts by its content, not by where its file is.
         """
-        data = self.model_dump(mode="json", round_trip=True)
-        for domain, spec in zip(data["domains"], self.domains, strict=True):
-            for workload, wspec in zip(domain["workloads"], spec.workloads, strict=True):
-                if wspec.replay is not None:
-                    workload["replay"]["file"] = hashlib.sha256(repr(wspec.replay.trace).encode()).hexdigest()
+        data = self.model_dump(mode="json")
+        for i, domain in enumerate(self.domains):
+            for j, workload in enumerate(domain.workloads):
+                if workload.replay is not None:
+                    trace = repr(workload.replay.trace).encode()
+                    data["domains"][i]["workloads"][j]["replay"]["file"] = hashlib.sha256(trace).hexdigest()
         text = json.dumps(data, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -426,7 +427,7 @@ class Scenario(Model):
         Keys are dotted paths; a domain may be named instead of indexed:
         ``scenario.replace({"domains.stuck.balloon.max_retry_count": 0}, duration="2min")``.
         """
-        data = self.model_dump(mode="json", round_trip=True)
+        data = self.model_dump(mode="json")
         for path, value in {**(changes or {}), **fields}.items():
             _set_path(data, path, value)
         return Scenario._validated(data, None, {})
@@ -438,7 +439,7 @@ def _set_path(data: dict[str, Any], path: str, value: Any) -> None:
     parts = path.split(".")
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
-        where = ".".join(parts[:i]) or "the scenario"
+        where = ".".join(parts[:i])  # never empty where a message names it: the top is a mapping
         if isinstance(node, list):
             names = [item.get("name") for item in node if isinstance(item, dict)]
             index = int(part) if part.isdigit() else names.index(part) if part in names else None

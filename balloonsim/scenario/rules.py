@@ -299,9 +299,8 @@ def _rows_warnings(scenario: Scenario) -> list[Issue]:
     total = events + sum(n for _, n in per_workload)
     if total <= ROWS_WARNING:
         return []
-    loc, most = max(per_workload, key=lambda p: p[1], default=(("events",), events))
-    if events >= most:
-        loc, most = ("events",), events
+    # the events first: of equal counts, max names the first
+    loc, most = max([(("events",), events), *per_workload], key=lambda p: p[1])
     return [
         (
             loc,
@@ -321,7 +320,7 @@ def refusal(issues: list[Issue], title: str = "Scenario") -> ValidationError:
 
 def with_issues(err: ValidationError, issues: list[Issue], title: str = "Scenario") -> ValidationError:
     """One ValidationError: the errors of ``err``, then ``issues``."""
-    lines = [_error(e["loc"], e["msg"], e["input"], e["type"]) for e in err.errors(include_url=False)]
+    lines = [_error(e["loc"], e["msg"], e["input"], e["type"]) for e in err.errors()]
     return ValidationError.from_exception_data(title, lines + [_error(loc, m, None) for loc, m in issues])
 
 

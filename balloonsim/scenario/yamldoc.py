@@ -34,7 +34,7 @@ def load_yaml(text: str, filename: str) -> Any:
     """The document in ``text``; a ScenarioError with one line if it is not YAML or is beyond the limits."""
     if len(text) > MAX_BYTES:
         raise ScenarioError([f"{filename}: larger than {MAX_BYTES >> 20} MiB, more than a scenario needs"])
-    yaml = YAML(typ="rt", pure=True)
+    yaml = YAML()  # round-trip (the default typ): line numbers kept; always pure Python
     yaml.max_depth = MAX_DEPTH
     yaml.Composer = _BoundedComposer
     yaml.Constructor = _Constructor
