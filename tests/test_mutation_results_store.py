@@ -387,6 +387,25 @@ def test_interrupted_names_its_signal():
 
 
 @pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM has a handler here")
+def test_while_saving_signals_have_the_windows_handler_and_a_handler_of_ones_own_is_kept():
+    # checked without sending a signal: were the handler missing, SIGTERM would end the test process
+    def mine(_signum, _frame):
+        pass
+
+    before_int = signal.getsignal(signal.SIGINT)
+    previous = signal.signal(signal.SIGHUP, mine)
+    try:
+        with store._SavingSignals() as signals:
+            assert signal.getsignal(signal.SIGTERM) == signals._caught
+            assert signal.getsignal(signal.SIGINT) == signals._caught  # Python's default_int_handler replaced
+            assert signal.getsignal(signal.SIGHUP) is mine
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is before_int
+        assert signal.getsignal(signal.SIGHUP) is mine
+    finally:
+        signal.signal(signal.SIGHUP, previous)
+
+
+@pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM has a handler here")
 def test_outside_the_swap_a_signal_interrupts_at_once():
     reached = False
     with store._SavingSignals(), pytest.raises(Interrupted):
