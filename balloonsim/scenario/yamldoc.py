@@ -99,5 +99,5 @@ class _Constructor(RoundTripConstructor):
         try:
             return super().construct_object(node, deep)
         except (ValueError, OverflowError):
-            kind = str(node.tag).rsplit(":", 1)[-1]
+            kind = str(node.tag).split(":")[-1]
             raise ConstructorError(None, None, f"cannot read {quoted(node.value)} as {kind}", node.start_mark) from None
