@@ -19,6 +19,7 @@ import pytest
 from pydantic import BaseModel, TypeAdapter, field_validator
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
+import balloonsim
 from balloonsim import units
 from balloonsim.errors import InvalidScenario, ScenarioError, ScenarioWarning, UnknownPath
 from balloonsim.scenario import parse_scenario, rules, types, yamldoc
@@ -60,7 +61,7 @@ def warned(scenario_data: dict) -> list[str]:
 
 def outside_balloonsim(filename: str) -> bool:
     """A warning that points at its caller, not at balloonsim's own code (mutmut's trampoline counts as a caller)."""
-    return "balloonsim" not in Path(filename).parts
+    return not Path(filename).resolve().is_relative_to(Path(balloonsim.__file__).resolve().parent)
 
 
 # -- the field types: built at import, so each factory is called here ------------------------------------
