@@ -408,7 +408,8 @@ def test_while_saving_signals_have_the_windows_handler_and_a_handler_of_ones_own
 @pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM has a handler here")
 def test_outside_the_swap_a_signal_interrupts_at_once():
     reached = False
-    with store._SavingSignals(), pytest.raises(Interrupted):
+    with store._SavingSignals() as signals, pytest.raises(Interrupted):
+        assert signal.getsignal(signal.SIGTERM) == signals._caught  # else the signal would end this process
         os.kill(os.getpid(), signal.SIGTERM)
         time.sleep(1)  # the handler raises in the main thread before this ends
         reached = True
