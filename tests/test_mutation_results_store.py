@@ -386,23 +386,39 @@ def test_interrupted_names_its_signal():
     assert (str(err), err.signum, isinstance(err, KeyboardInterrupt)) == ("SIGTERM", signal.SIGTERM, True)
 
 
+@pytest.fixture
+def int_and_hup_restored():
+    """SIGINT and SIGHUP as they were after the test (a test sets them: a process started by
+    nohup or in the background inherits them ignored)."""
+    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGHUP)}
+    yield
+    for s, handler in previous.items():
+        signal.signal(s, handler)
+
+
 @pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM has a handler here")
-def test_while_saving_signals_have_the_windows_handler_and_a_handler_of_ones_own_is_kept():
+def test_while_saving_signals_have_the_windows_handler_and_a_handler_of_ones_own_is_kept(int_and_hup_restored):
     # checked without sending a signal: were the handler missing, SIGTERM would end the test process
     def mine(_signum, _frame):
         pass
 
-    before_int = signal.getsignal(signal.SIGINT)
-    previous = signal.signal(signal.SIGHUP, mine)
-    try:
-        with store._SavingSignals() as signals:
-            assert signal.getsignal(signal.SIGTERM) == signals._caught
-            assert signal.getsignal(signal.SIGINT) == signals._caught  # Python's default_int_handler replaced
-            assert signal.getsignal(signal.SIGHUP) is mine
-        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL and signal.getsignal(signal.SIGINT) is before_int
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGHUP, mine)
+    with store._SavingSignals() as signals:
+        assert signal.getsignal(signal.SIGTERM) == signals._caught
+        assert signal.getsignal(signal.SIGINT) == signals._caught  # Python's default_int_handler replaced
         assert signal.getsignal(signal.SIGHUP) is mine
-    finally:
-        signal.signal(signal.SIGHUP, previous)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    assert signal.getsignal(signal.SIGHUP) is mine
+
+
+def test_while_saving_an_ignored_signal_stays_ignored(int_and_hup_restored):
+    # `nohup balloonsim run ...` asked for SIGHUP to be ignored; a save must not undo that
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    with store._SavingSignals():
+        assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
+    assert signal.getsignal(signal.SIGHUP) is signal.SIG_IGN
 
 
 @pytest.mark.skipif(signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL, reason="SIGTERM has a handler here")
