@@ -487,7 +487,7 @@ M_EVENTS = [
 ]
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture  # drawn for each test: mutmut runs a mutant only with the tests it saw call the function
 def memory():
     r = result(["m", "other"], M_ROWS, M_EVENTS, metadata={"scenario": "hand", "seed": 5})
     return plots.memory_figure(r, "m")
