@@ -750,6 +750,22 @@ def test_the_summary_figure_ranks_the_worst_guests_at_the_top():
     assert plots._summary_note(1200, 1200) == f"all 1,200 guests, worst first ({ORDER})"
 
 
+def test_a_summary_figure_without_empty_panels_has_no_note_about_them():
+    # every panel has a bar above 0: the heading is the run and the guests shown, nothing more
+    r = result(
+        ["a", "b"],
+        [],
+        time_to_final_target_s=[2.0, 0.0],
+        oom_kills=[1, 0],
+        backoff_s=[4.0, 0.0],
+        min_mem_available=[MiB, 0],
+        unmet_demand_mib_s=[3.0, 0.0],
+    )
+    fig = plots.summary_figure(r)
+    assert fig._suptitle.get_text().replace("\n", " ") == f"hand, seed 5 all 2 guests, worst first ({ORDER})"
+    assert fig.axes[0].get_gridspec().get_width_ratios() == [1.0] * 5
+
+
 # -- comparing runs ----------------------------------------------------------------------------
 
 
