@@ -266,6 +266,11 @@ class Simulation:
     def pass_done(self, guest: GuestKernel) -> None:
         self._record(self._index[guest], self._cause_work)
 
+    def still_to_come(self, guest: GuestKernel) -> bool:
+        if self._next < len(self._plan) or self.scenario.host.manager is not None:
+            return True
+        return any(g.busy(worker=g is not guest) for g in self.guests)
+
     def _record(self, index: int, cause: int) -> None:
         """A timeline row for one domain, then the conservation checks of that step."""
         self.step += 1

@@ -216,6 +216,16 @@ def test_a_no_hotplug_clamp_is_an_event_with_the_target_it_replaced():
     assert r.events[r.events["kind"] == "ECANCELED"]["time_s"].tolist() == [1.0]
 
 
+def test_a_no_hotplug_reserve_that_leaves_the_target_as_it_was_is_no_clamp():
+    # 100 pages lent to a backend from an empty balloon: current 1 GiB - 100 pages, 100
+    # unpopulated.  A target of 1 GiB then gives credit 100 with an empty balloon, and
+    # reserve_additional_memory() sets target = current + unpopulated: 1 GiB, as it was.
+    s = make_scenario([{"at": "1s", "alloc_ballooned": 100}, {"at": "2s", "target": "1GiB"}], duration="5s")
+    r = run(s)
+    assert r.events["kind"].tolist() == ["watch_no_target", "alloc_ballooned", "ECANCELED"]  # no target_clamped
+    assert not r.summary.iloc[0]["last_target_clamped"]
+
+
 def test_a_refused_mem_set_is_an_event_with_the_target_asked():
     # xl mem-set above static-max (1 GiB): libxl refuses; nothing reaches xenstore
     r = run(make_scenario([{"at": "1s", "mem_set": "2GiB"}], domain={"initial_target": "1GiB"}, duration="5s"))
@@ -269,6 +279,25 @@ def test_a_worker_spinning_without_delay_is_a_livelock_with_or_without_costs(cos
     )
     with pytest.raises(SimulationError, match=r"livelock: g/balloon_worker ran 100000 times"):
         run(s)
+
+
+def test_a_spin_with_costs_that_a_later_event_ends_is_not_a_livelock():
+    # As above with costs, 24 MiB down then back up, but at 2.5 s the host has 1 GiB free again:
+    # the spin (10 us a pass, some 150,000 passes) ends there and the guest gets back to 1 GiB.
+    # The check at 100,000 passes sees the host event still to come and lets the worker go on.
+    s = make_scenario(
+        [
+            {"at": "0s", "target": "1000MiB"},
+            {"at": "1s", "host_free": 0},
+            {"at": "1s", "target": "1GiB"},
+            {"at": "2500ms", "host_free": "1GiB"},
+        ],
+        domain={"balloon": {"max_retry_count": 0, "max_schedule_delay": 0}, "costs": {}},
+        duration="4s",
+    )
+    timeline = run(s).timeline
+    assert len(timeline[(timeline["time_s"] > 1) & (timeline["time_s"] < 2.5)]) > 100_000  # the check ran
+    assert timeline.iloc[-1]["current_pages"] == GiB
 
 
 def test_a_run_says_when_its_tables_grow_large(monkeypatch):

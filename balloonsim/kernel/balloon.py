@@ -204,13 +204,13 @@ class BalloonDriver:
         stats = self.balloon_stats
         asked = stats.target_pages
         stats.target_pages = stats.current_pages + stats.target_unpopulated
-        # Not in balloon.c: tell the observer that the target it was given is gone.
-        self.kernel.trace(
-            "target_clamped",
-            asked,
-            stats.target_pages,
-            f"target clamped to {stats.target_pages} pages (no memory hotplug)",
-        )
+        if stats.target_pages != asked:  # not in balloon.c: tell the observer its target is gone
+            self.kernel.trace(
+                "target_clamped",
+                asked,
+                stats.target_pages,
+                f"target clamped to {stats.target_pages} pages (no memory hotplug)",
+            )
         return BP_ECANCELED
 
     def xen_online_page(self, low: int, high: int) -> None:

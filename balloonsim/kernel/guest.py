@@ -6,12 +6,14 @@ hotplug, sysctl and printk, for the driver version the scenario names
 (``registry.DRIVERS``).  It talks to Xen only as a real guest does, through
 hypercalls on its own domain and xenstore.  What it does is told to a
 ``KernelObserver`` (the engine): rows due, events, ends of worker passes;
-the observer records and never changes the model.
+the observer records and never changes the model.  It also says whether
+anything is still to come in the run, which a spinning worker needs to know.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from functools import partial
 from typing import Protocol
 
 import simpy
@@ -47,6 +49,10 @@ class KernelObserver(Protocol):
 
     def pass_done(self, guest: GuestKernel) -> None:
         """A balloon_process() pass has ended."""
+
+    def still_to_come(self, guest: GuestKernel) -> bool:
+        """Whether anything besides ``guest``'s balloon worker is still to happen in the run (a
+        scripted event, a manager's next look, a workload, kswapd, another guest's worker)."""
 
 
 class GuestKernel:
@@ -136,6 +142,10 @@ class GuestKernel:
         self._pages_in_seen = 0
         self._moved_at_last_pass = 0
         self._passes_spinning = 0
+        self._spinning_since = 0  # ns: the first pass of the present spin
+        self._works: list[DelayedWork] = []
+        self._drives: list[simpy.Process] = []  # the workloads' processes
+        self._restarts_due = 0  # killed tasks that will start again
         self.kswapd = Kswapd(
             env,
             self.mm,
@@ -271,6 +281,7 @@ class GuestKernel:
 
     def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
         work = DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", lambda: self._work_finished(work))
+        self._works.append(work)
         return work
 
     def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
@@ -318,10 +329,12 @@ class GuestKernel:
         self.observer.pass_done(self)
 
     def _check_spinning(self, work: DelayedWork) -> None:
-        """Not in the kernel: a worker that moves no page and requeues itself at once spins forever.
+        """Not in the kernel: stop a worker that moves no page and requeues itself at once when
+        nothing can end its spin.
 
-        Without costs that happens at one instant (``DelayedWork`` stops it); with costs each pass
-        takes a little time, so count passes in a row instead.
+        Without costs the passes come at one instant, where nothing else can happen; with costs
+        each takes a little time, and the spin may end when something else happens (a new target,
+        memory freed on the host or in the guest): only when nothing is still to come is it one.
         """
         a = self.activity
         moved = a.pages_in + a.pages_out + a.hotplugged
@@ -330,14 +343,29 @@ class GuestKernel:
             self._moved_at_last_pass = moved
             self._passes_spinning = 0
             return
+        if self._passes_spinning == 0:
+            self._spinning_since = self.env.now
         self._passes_spinning += 1
-        if self._passes_spinning >= LIVELOCK_RUNS:
-            raise SimulationError(
-                f"livelock: {work.name} ran {LIVELOCK_RUNS} times in a row without moving a page, "
-                f"each time requeuing itself at once (max_schedule_delay "
-                f"{self.driver.balloon_stats.max_schedule_delay}); the modelled kernel code spins like this "
-                "until something else changes"
-            )
+        if self._passes_spinning < LIVELOCK_RUNS:
+            return
+        time_passed = self.env.now > self._spinning_since
+        if time_passed and self.observer.still_to_come(self):
+            self._passes_spinning = 0  # look again after as many passes
+            return
+        why = "and nothing still to come in the run can change that" if time_passed else "at one instant"
+        raise SimulationError(
+            f"livelock: {work.name} ran {LIVELOCK_RUNS} times in a row without moving a page, "
+            f"each time requeuing itself at once (max_schedule_delay "
+            f"{self.driver.balloon_stats.max_schedule_delay}), {why}; the modelled kernel code spins like "
+            "this until something else changes"
+        )
+
+    def busy(self, *, worker: bool) -> bool:
+        """Whether anything in this guest is still to happen: a workload's next step, a killed task's
+        restart, kswapd reclaiming, and (``worker``) its balloon worker pending or running."""
+        if self.kswapd.running or self._restarts_due or any(p.is_alive for p in self._drives):
+            return True
+        return worker and any(w.pending or w.running for w in self._works)
 
     # -- sysctl, xenstore, printk -----------------------------------------------------------
 
@@ -384,7 +412,7 @@ class GuestKernel:
         for i, spec in enumerate(self.spec.workloads):
             task = self.tasks.add(spec.name, spec.oom_score_adj)
             points = demand_points(spec, workload_rng(seed, domain_index, i))
-            self.env.process(drive(self.env, points, until, lambda anon, cache, t=task: self._demand(t, anon, cache)))
+            self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task))))
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
         self.tasks.set_demand(task, anon, cache)
@@ -418,9 +446,11 @@ class GuestKernel:
         self.trace("oom_kill", freed, self.tasks.oom_kills, message)
         restart = self._task_specs[victim.name].restart_after
         if restart is not None:
+            self._restarts_due += 1
             Timer(self.env, restart, EVENT).callbacks.append(lambda _: self._restart(victim))
 
     def _restart(self, task: Task) -> None:
+        self._restarts_due -= 1
         self.tasks.revive(task)
         self.trace("restart", task.demand_anon, -1, f"{task.name} started again")
         self._settle("restart")
