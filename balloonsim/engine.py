@@ -20,7 +20,8 @@ import simpy
 from balloonsim import __version__
 from balloonsim.errors import SimulationError
 from balloonsim.kernel.guest import GuestKernel
-from balloonsim.managers.process import run_manager
+from balloonsim.managers.base import MemSet, SetMaxPages, SetTarget
+from balloonsim.managers.process import apply, run_manager
 from balloonsim.progress import RunProgress
 from balloonsim.registry import MANAGERS
 from balloonsim.results.recorder import Recorder
@@ -29,9 +30,9 @@ from balloonsim.results.settings import run_settings
 from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Event, Scenario
 from balloonsim.sim import END, EVENT, Timer
-from balloonsim.units import format_ns, kib_to_pages
+from balloonsim.units import format_ns
 from balloonsim.xen.hypervisor import Host
-from balloonsim.xen.toolstack import STATIC_MAX, XEND_STATIC_MAX, Toolstack
+from balloonsim.xen.toolstack import Toolstack
 from balloonsim.xen.xenstore import XenStore
 
 
@@ -73,7 +74,7 @@ class Simulation:
                 memory_pages=spec.memory,
                 max_pages=spec.max_pages_at_boot,
                 static_max_pages=spec.static_max_pages,
-                static_max_key=STATIC_MAX if spec.toolstack == "libxl" else XEND_STATIC_MAX,
+                kind=spec.toolstack,
                 initial_target_kib=spec.initial_target_kib,
             )
             guest = GuestKernel(
@@ -195,18 +196,18 @@ class Simulation:
     def _on_host_free(self, pages: int) -> None:
         self.host.set_free_pages(pages)
 
+    # a scripted target, mem-set or max_pages is the toolstack action a manager would take
+
     def _on_target(self, guest: GuestKernel, kib: int, *_: Any) -> bool:
-        self.toolstack.write_target(guest.domain, kib)
+        apply(SetTarget(guest.name, kib), self.toolstack, guest)
         return True
 
     def _on_mem_set(self, guest: GuestKernel, kib: int, *_: Any) -> bool:
-        error = self.toolstack.set_memory_target(guest.domain, kib)
-        if error:
-            guest.trace("mem_set_failed", kib_to_pages(kib), -1, error)
+        apply(MemSet(guest.name, kib), self.toolstack, guest)
         return True
 
     def _on_max_pages(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
-        self.host.set_max_pages(guest.domain, pages)
+        apply(SetMaxPages(guest.name, pages), self.toolstack, guest)
         return True
 
     def _on_take(self, guest: GuestKernel, pages: int, *_: Any) -> bool:

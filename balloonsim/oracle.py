@@ -165,7 +165,8 @@ def _parse_script(text: str, name: str, clock: Clock) -> tuple[dict[str, str], i
 
 def _positive(name: str, key: str, value: int | str) -> int:
     """A build setting (``# build: KEY=N`` or the command line's): a positive whole number."""
-    if isinstance(value, int) and value > 0 or isinstance(value, str) and value.isdigit() and int(value) > 0:
+    digits = isinstance(value, str) and value.isascii() and value.isdigit()  # not '²', which int() refuses
+    if isinstance(value, int) and value > 0 or digits and int(value) > 0:
         return int(value)
     raise ScenarioError([f"{name}: {key}={value} is not a positive whole number (the oracle build's {key})"])
 

@@ -40,7 +40,7 @@ from matplotlib.figure import Figure
 from balloonsim.results.result import Result
 from balloonsim.results.settings import run_label
 from balloonsim.results.summary import WORST_FIRST_ORDER, host_needed_reached_s, worst_first
-from balloonsim.units import PAGE_SIZE, PAGES_PER_GIB, PAGES_PER_MIB, ns_to_s, pages_to_mib
+from balloonsim.units import PAGES_PER_GIB, PAGES_PER_MIB, ns_to_s, pages_to_mib
 
 MAX_PANELS = 12
 MAX_MEMORY_FIGURES = 4
@@ -94,7 +94,7 @@ MEANINGS = {
 
 def size_unit(max_pages: float) -> tuple[float, str]:
     """Pages per plotted unit, and the unit's name: GiB from 4 GiB up, else MiB."""
-    if max_pages * PAGE_SIZE >= 4 << 30:
+    if max_pages >= 4 * PAGES_PER_GIB:
         return float(PAGES_PER_GIB), "GiB"
     return float(PAGES_PER_MIB), "MiB"
 

@@ -23,7 +23,6 @@ NS_PER_S = 1_000_000_000
 INT64_MAX = (1 << 63) - 1
 #: Sizes: bytes fit int64 (under 8 EiB), so pages and KiB fit too.
 MAX_BYTES = INT64_MAX
-MAX_KIB = MAX_BYTES >> 10
 MAX_PAGES = MAX_BYTES >> PAGE_SHIFT
 #: Times: integer nanoseconds in int64, about 292 years.
 MAX_NS = INT64_MAX

@@ -510,3 +510,13 @@ def test_example_scenarios_have_no_warnings(recwarn):
     for path in sorted((ROOT / "scenarios").rglob("*.yaml")):
         load_scenario(path)
     assert not [str(w.message) for w in recwarn if issubclass(w.category, ScenarioWarning)]
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "fast", "²", "1e3"])
+def test_an_oracle_scripts_build_setting_must_be_a_positive_whole_number(value):
+    from balloonsim.oracle import script_to_scenario
+
+    script = f"# build: HZ={value}\ninit 1000 1000\nend 10\n"
+    with pytest.raises(ScenarioError) as raised:
+        script_to_scenario(script, "s.script")
+    assert str(raised.value) == f"s.script: HZ={value} is not a positive whole number (the oracle build's HZ)"

@@ -35,7 +35,6 @@ S = 1_000_000_000
 class InstantDriver:
     """Moves to every new target at once, as far as the allocator and Xen allow; no back-off, no worker."""
 
-    version = "toy-instant"
     COLUMNS = (*BALLOON_STATS_COLUMNS, Column("toy_moves"))
 
     def __init__(self, kernel: BalloonKernel, *, memory_hotplug: bool, bulk_iterations: bool = True):
@@ -154,11 +153,12 @@ def toy_manager():
 
 def test_a_host_manager_is_a_decision_and_a_registry_line(toy_manager):
     # Two PV guests (target_diff 0) of 1 GiB with static-max 2 GiB on a 4 GiB host that starts
-    # with 1 GiB free and 1 GiB held by other consumers.
+    # with 1 GiB free and 1 GiB held by other consumers; b's toolstack is xend, which keeps
+    # static-max under its own key (the manager reads it there).
     guest = {"type": "pv", "memory": "1GiB", "static_max": "2GiB", "costs": "none"}
     s = make_scenario(
         [{"at": "15s", "host_free": "1GiB"}],  # the others give back their 1 GiB
-        domains=[{"name": n, **guest} for n in ("a", "b")],
+        domains=[{"name": "a", **guest}, {"name": "b", **guest, "toolstack": "xend"}],
         host={"total": "4GiB", "free": "1GiB", "manager": {"kind": "even-split", "period": "10s"}},
         duration="30s",
     )

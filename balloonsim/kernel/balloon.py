@@ -25,6 +25,7 @@ from balloonsim.columns import Column
 from balloonsim.errors import KernelBug, SimulationError
 from balloonsim.kernel.interface import (
     BALLOON_STATS_COLUMNS,
+    EINVAL,
     ENOMEM,
     GFP_BALLOON,
     GFP_USER,
@@ -64,7 +65,6 @@ _STATE_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(BpState)}}
 class BalloonDriver:
     """The v5.12-v5.14 driver: a delayed work item on the system workqueue."""
 
-    version = "v5.12"
     COLUMNS = (
         *BALLOON_STATS_COLUMNS,
         Column("state", "category", STATES, fill=0),
@@ -552,8 +552,8 @@ class BalloonDriver:
         try:
             value = int(text.strip(), 10)
         except ValueError:
-            return -22
+            return -EINVAL
         if not 0 <= value <= 1:
-            return -22
+            return -EINVAL
         self.xen_hotplug_unpopulated = value
         return 0

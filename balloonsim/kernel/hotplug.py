@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from balloonsim.columns import Column
-from balloonsim.kernel.interface import MEM_GOING_ONLINE, MEM_ONLINE, Resource
+from balloonsim.kernel.interface import EINVAL, MEM_GOING_ONLINE, MEM_ONLINE, Resource
 
 OnlineCallback = Callable[[int, int], None]  # (lowmem pages, highmem pages) of one chunk
 Notifier = Callable[[int], None]
@@ -92,7 +92,7 @@ class MemoryHotplug:
     def add_memory_resource(self, res: Resource) -> int:
         """Create the range's pages; online them now if auto-onlining.  0 or -errno."""
         if res.start_pfn % self.section_pages or res.pages % self.section_pages:
-            return -22  # -EINVAL: check_hotplug_memory_range()
+            return -EINVAL  # check_hotplug_memory_range()
         self.added_pages += res.pages
         self.offline_pages += res.pages
         self._on_event("hotplug_add", res.pages, res.start_pfn)

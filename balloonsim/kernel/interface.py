@@ -108,7 +108,6 @@ class Resource:
 class BalloonKernel(Protocol):
     """What balloon.c calls in the kernel around it."""
 
-    env: simpy.Environment
     hz: int
     frame_list_size: int  # ARRAY_SIZE(frame_list): pages per reservation batch
     section_pages: int  # PAGES_PER_SECTION
@@ -169,7 +168,6 @@ class BalloonKernel(Protocol):
 class BalloonDriver(Protocol):
     """A driver version, as the kernel, the xenstore watch (xen-balloon.c) and the recorder see it."""
 
-    version: ClassVar[str]
     COLUMNS: ClassVar[tuple[Column, ...]]  # its timeline columns (see ``row_values``)
     balloon_stats: BalloonStats
     backend_pages: int  # pages lent to backends by alloc_xenballooned_pages()

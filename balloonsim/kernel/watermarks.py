@@ -15,7 +15,7 @@ import math
 from dataclasses import dataclass
 
 from balloonsim.arch import ZoneSpan
-from balloonsim.units import pages_to_kib
+from balloonsim.units import kib_to_pages, pages_to_kib
 
 SWAP_CLUSTER_MAX = 32
 PAGEBLOCK_PAGES = 512  # pageblock_nr_pages: 2 MiB (HPAGE_PMD_ORDER 9)
@@ -114,7 +114,7 @@ def compute_reserves(
 
 
 def _setup_reserves(spans: list[ZoneSpan], min_free_kbytes: int, watermark_scale_factor: int) -> Reserves:
-    pages_min = min_free_kbytes >> 2
+    pages_min = kib_to_pages(min_free_kbytes)
     lowmem_pages = sum(s.managed for s in spans if not s.highmem) or 1
 
     marks = []  # __setup_per_zone_wmarks

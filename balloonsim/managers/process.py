@@ -10,9 +10,9 @@ from balloonsim.kernel.guest import GuestKernel
 from balloonsim.managers.base import Action, DomainView, HostView, Manager, MemSet, SetMaxPages, SetTarget
 from balloonsim.sim import EVENT, Process, Timer
 from balloonsim.units import kib_to_pages
-from balloonsim.xen.toolstack import STATIC_MAX, TARGET, Toolstack
+from balloonsim.xen.toolstack import TARGET, Toolstack
 
-#: (domain index, what the manager did): a timeline row is due
+#: told the index of each domain the manager acted on: a timeline row is due
 Applied = Callable[[int], None]
 
 
@@ -35,7 +35,7 @@ def snapshot(now: int, toolstack: Toolstack, guests: Sequence[GuestKernel]) -> H
                 tot_pages=g.domain.tot_pages,
                 max_pages=g.domain.max_pages,
                 target_kib=key(g.domain.domid, TARGET),
-                static_max_kib=key(g.domain.domid, STATIC_MAX),
+                static_max_kib=toolstack.static_max_kib(g.domain),
                 mem_available=g.mm.si_mem_available(),
                 guest_free=g.mm.free_pages,
             )

@@ -11,7 +11,7 @@ import pandas as pd
 from balloonsim.columns import Column
 from balloonsim.results.recorder import EVENT_FIELDS, HOST_FIELDS, Recorder
 from balloonsim.results.summary import domain_summary, target_episodes
-from balloonsim.units import NS_PER_S, pages_to_mib
+from balloonsim.units import NS_PER_S, ns_to_s, pages_to_mib
 
 HOST = "(host)"
 
@@ -76,7 +76,7 @@ def build_result(
     timeline = pd.DataFrame(
         {
             "time_ns": time_ns,
-            "time_s": time_ns / NS_PER_S,
+            "time_s": ns_to_s(time_ns),
             # jiffies in each domain's HZ, without overflowing int64 on long runs
             "jiffies": time_ns // NS_PER_S * hz_of_row + time_ns % NS_PER_S * hz_of_row // NS_PER_S,
             **{c.name: decoded(c) for c in recorder.columns[1:]},
@@ -89,7 +89,7 @@ def build_result(
     host = pd.DataFrame(
         {
             "time_ns": h[:, 0],
-            "time_s": h[:, 0] / NS_PER_S,
+            "time_s": ns_to_s(h[:, 0]),
             "domain": pd.Categorical.from_codes(h[:, 1], dtype=domains),
             "cause": pd.Categorical.from_codes(h[:, 2], dtype=causes),
             "host_free": h[:, 3],
@@ -105,7 +105,7 @@ def build_result(
     events = pd.DataFrame(
         {
             "time_ns": e[:, 0],
-            "time_s": e[:, 0] / NS_PER_S,
+            "time_s": ns_to_s(e[:, 0]),
             "domain": pd.Categorical.from_codes(ev_dom, dtype=event_domains),
             "kind": pd.Categorical.from_codes(e[:, 2], categories=recorder.kinds.names),
             "pages": e[:, 3],

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from balloonsim.units import NS_PER_S, pages_to_mib
+from balloonsim.units import ns_to_s, pages_to_mib
 
 
 def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
@@ -46,13 +46,13 @@ def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
         {
             "domain": pd.Categorical.from_codes(dom[start], dtype=timeline["domain"].dtype),
             "set_ns": set_ns,
-            "set_s": set_ns / NS_PER_S,
+            "set_s": ns_to_s(set_ns),
             "cause": pd.Categorical(cause[start], dtype=timeline["cause"].dtype),
             "target_pages": tgt[start],
             "start_pages": cur[start],
             "reached": reached,
             "reached_ns": reached_ns,
-            "time_to_reach_s": np.where(reached, (reached_ns - set_ns) / NS_PER_S, np.nan),
+            "time_to_reach_s": np.where(reached, ns_to_s(reached_ns - set_ns), np.nan),
             "until_ns": until_ns,
             "end_pages": cur[last_row],
         }
@@ -98,7 +98,7 @@ def domain_summary(
     def act(name: str) -> list[int]:
         return [activity.get(str(d), {}).get(name, 0) for d in domains]
 
-    held_s = row_durations(timeline) / NS_PER_S
+    held_s = ns_to_s(row_durations(timeline))
     low_mark = timeline["domain"].astype(str).map(dict(zip(map(str, domains), act("wmark_low_pages"), strict=True)))
 
     def seconds_when(mask: pd.Series | np.ndarray) -> np.ndarray:
@@ -132,7 +132,7 @@ def domain_summary(
             "toolstack_refusals": kind("mem_set_failed").to_numpy(),
             "target_clamps": kind("target_clamped").to_numpy(),
             "final_target_set_s": final["set_s"].to_numpy(),
-            "final_target_reached_s": np.where(final["reached"], final["reached_ns"] / NS_PER_S, np.nan),
+            "final_target_reached_s": np.where(final["reached"], ns_to_s(final["reached_ns"]), np.nan),
             "time_to_final_target_s": final["time_to_reach_s"].to_numpy(),
             "targets": targets.groupby("domain", observed=False).size().reindex(domains).to_numpy(),
             "targets_reached": targets.groupby("domain", observed=False)["reached"].sum().reindex(domains).to_numpy(),

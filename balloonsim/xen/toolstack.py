@@ -18,6 +18,8 @@ TARGET = "memory/target"
 STATIC_MAX = "memory/static-max"
 XEND_STATIC_MAX = "memory/memory_static_max"
 VIDEORAM = "memory/videoram"
+#: where each toolstack writes static-max
+STATIC_MAX_KEY = {"libxl": STATIC_MAX, "xend": XEND_STATIC_MAX}
 LIBXL_MAXMEM_CONSTANT_KIB = 1024
 
 
@@ -25,6 +27,7 @@ class Toolstack:
     def __init__(self, host: Host, xenstore: XenStore):
         self.host = host
         self.xenstore = xenstore
+        self._static_max_key: dict[int, str] = {}  # domid -> its toolstack's key
 
     def create_domain(
         self,
@@ -33,20 +36,26 @@ class Toolstack:
         memory_pages: int,
         max_pages: int,
         static_max_pages: int | None,
-        static_max_key: str = STATIC_MAX,
         initial_target_kib: int | None,
+        kind: str = "libxl",
     ) -> Domain:
         """Build a domain with its memory, then write its memory keys to xenstore as the toolstack does.
 
         libxl writes ``memory/static-max`` and ``memory/target`` (libxl__build_post, tools/libs/light/libxl_dom.c);
-        xend wrote static-max as ``memory/memory_static_max``.  None leaves a key unwritten.
+        xend (``kind="xend"``) wrote static-max as ``memory/memory_static_max``.  None leaves a key unwritten.
         """
         dom = self.host.create_domain(name, memory_pages, max_pages)
+        self._static_max_key[dom.domid] = STATIC_MAX_KEY[kind]
         if static_max_pages is not None:
-            self.xenstore.write(dom.domid, static_max_key, str(pages_to_kib(static_max_pages)))
+            self.xenstore.write(dom.domid, STATIC_MAX_KEY[kind], str(pages_to_kib(static_max_pages)))
         if initial_target_kib is not None:
             self.write_target(dom, initial_target_kib)
         return dom
+
+    def static_max_kib(self, dom: Domain) -> int | None:
+        """The domain's static-max (KiB) where its toolstack wrote it; None if it did not."""
+        text = self.xenstore.read(dom.domid, self._static_max_key[dom.domid])
+        return int(text) if text is not None and text.isdigit() else None
 
     def write_target(self, dom: Domain, target_kib: int) -> None:
         """xenstore-write memory/target (KiB)."""
