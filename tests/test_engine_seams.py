@@ -111,6 +111,32 @@ def test_a_new_driver_version_is_a_class_and_a_registry_line(toy_driver):
     assert old[shared].reset_index(drop=True).equals(alone.timeline[shared])
 
 
+class MiscountingDriver(InstantDriver):
+    def row_values(self) -> tuple[int, ...]:
+        return (*super().row_values(), 0)  # one more than its COLUMNS
+
+
+class RedeclaringDriver(InstantDriver):
+    COLUMNS = (*BALLOON_STATS_COLUMNS[:-1], Column(BALLOON_STATS_COLUMNS[-1].name, "bool"), Column("toy_moves"))
+
+
+@pytest.mark.parametrize(
+    ("driver", "message"),
+    [
+        (MiscountingDriver, r"MiscountingDriver\.row_values\(\) gives \d+ values for its \d+ COLUMNS"),
+        (RedeclaringDriver, r"RedeclaringDriver declares Column\(name=.*kind='bool'.*, BalloonDriver Column"),
+    ],
+)
+def test_a_driver_whose_columns_do_not_fit_the_table_is_refused_at_its_first_row(driver, message):
+    # beside a v5.12 guest, so that the toy's redeclared column meets the original
+    guests = [
+        {"name": name, "memory": "1GiB", "costs": "none", "balloon": {"driver": kind}}
+        for name, kind in (("old", "v5.12"), ("toy", "toy"))
+    ]
+    with DRIVERS.registered("toy", driver), pytest.raises(TypeError, match=message):
+        run(make_scenario(domains=guests))
+
+
 def test_an_unregistered_driver_is_refused_with_the_names_there_are():
     with pytest.raises(Exception, match=r"unknown driver 'v9\.9'; drivers: v5\.12"):
         make_scenario(domain={"balloon": {"driver": "v9.9"}})

@@ -56,11 +56,15 @@ class Recorder:
         self.causes = Codes(("init", "work", "end"))
         self.kinds = Codes()
         self.columns: list[Column] = list(KEY_COLUMNS)
+        declared = {c.name: (c, "the recorder") for c in KEY_COLUMNS}
         for sources in row_sources:
             for source in sources:
                 for column in source.COLUMNS:
-                    if all(c.name != column.name for c in self.columns):
+                    first, by = declared.setdefault(column.name, (column, type(source).__name__))
+                    if first is column:
                         self.columns.append(column)
+                    elif first != column:  # one name, two meanings: one table cannot hold both
+                        raise TypeError(f"{type(source).__name__} declares {column}, {by} {first}")
         position = {c.name: i for i, c in enumerate(self.columns)}
         self._layouts: list[tuple[Sequence[HasColumns], list[int] | None]] = []
         for sources in row_sources:
@@ -73,6 +77,7 @@ class Recorder:
         self.messages: list[str] = []
         self.rows = 0
         self._warn_at = self.WARN_ROWS
+        self._unchecked = set(range(len(self.domains)))  # domains whose first row is still to come
 
     @property
     def names(self) -> list[str]:
@@ -81,6 +86,8 @@ class Recorder:
     def row(self, now: int, index: int, cause: int) -> None:
         """One timeline row (and one host row) for domain ``index``, its values asked of its components."""
         sources, slots = self._layouts[index]
+        if index in self._unchecked:
+            self._check_values(index)
         timeline = self.timeline
         if slots is None:
             timeline.extend((now, index, cause))
@@ -97,6 +104,17 @@ class Recorder:
         self.rows += 1
         if self.rows >= self._warn_at:
             self._warn_size()
+
+    def _check_values(self, index: int) -> None:
+        """A component gives as many values as it declares columns (else the table would be garbled)."""
+        for source in self._layouts[index][0]:
+            values = source.row_values()
+            if len(values) != len(source.COLUMNS):
+                raise TypeError(
+                    f"{type(source).__name__}.row_values() gives {len(values)} values for its "
+                    f"{len(source.COLUMNS)} COLUMNS"
+                )
+        self._unchecked.discard(index)
 
     def _warn_size(self) -> None:
         """Say so when the tables grow large: a run's memory grows with its rows."""
