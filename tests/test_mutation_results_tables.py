@@ -362,10 +362,12 @@ def test_a_component_that_gives_more_values_than_columns_is_an_error():
         def row_values(self) -> tuple[int, ...]:
             return (1, 2, 3, 4)  # four values for three columns
 
-    # "b" lacks a column of "a", so its row is laid out slot by slot: the values must match the slots
+    # checked at each domain's first row, before anything is recorded
     rec = Recorder(["a", "b"], [[Driver(), Extra()], [Faulty()]], no_host())
-    with pytest.raises(ValueError, match="zip"):
+    rec.row(0, 0, rec.causes("init"))
+    with pytest.raises(TypeError, match=r"^Faulty\.row_values\(\) gives 4 values for its 3 COLUMNS$"):
         rec.row(0, 1, rec.causes("init"))
+    assert rec.rows == 1
 
 
 def test_the_size_warning_says_how_much_memory_the_buffers_hold():
