@@ -99,6 +99,18 @@ def test_force_replaces_only_balloonsims_own_files(result, tmp_path):
     assert run_json["result_files"] == sorted([*TABLE_FILES, "run.json", "timeline.png"])
 
 
+def test_force_never_replaces_a_users_file_of_a_name_balloonsim_writes(tiny, tmp_path, capsys, no_simulation):
+    # the user's own run.json and summary.png: balloonsim did not write them, so they are not its own
+    folder = tmp_path / "experiment"
+    files = {**user_files(folder), "run.json": b'{"my": "notes"}', "summary.png": b"my chart"}
+    for name in ("run.json", "summary.png"):
+        (folder / name).write_bytes(files[name])
+    assert main(["run", str(tiny), "-o", str(folder), "--force"]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert err.startswith(f"balloonsim: {folder}: holds run.json, summary.png, which balloonsim did not write")
+    assert {name: (folder / name).read_bytes() for name in listing(folder)} == files
+
+
 def test_force_from_the_command_line_keeps_other_files(tiny, tmp_path):
     folder = tmp_path / "experiment"
     files = user_files(folder)
@@ -207,6 +219,16 @@ def test_a_folder_access_denies_is_refused_before_simulating(tiny, tmp_path, mon
     assert listing(parent) == []
 
 
+def test_a_mount_point_is_refused_before_simulating(tiny, tmp_path, monkeypatch, capsys, no_simulation):
+    # a mount point cannot be renamed (EBUSY) nor take files from its parent's file system (EXDEV)
+    folder = tmp_path / "mnt"
+    folder.mkdir()
+    ismount = os.path.ismount
+    monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == folder or ismount(p))
+    assert main(["run", str(tiny), "-o", str(folder), "--force"]) == 2
+    assert f"{folder}: is a mount point; write into a folder inside it" in one_line(capsys.readouterr().err)
+
+
 # -- how it is written -------------------------------------------------------------------
 
 
@@ -223,6 +245,21 @@ def test_modes_follow_the_umask(umask, result, tmp_path):
         assert folder.stat().st_mode & 0o777 == 0o777 & ~umask
     for name in [*TABLE_FILES, "run.json", "f.png"]:
         assert (out / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_a_folder_that_is_replaced_keeps_its_own_mode(result, tmp_path):
+    # a shared project folder: setgid, group-writable, no access for others; the umask is stricter
+    folder = tmp_path / "shared"
+    folder.mkdir()
+    folder.chmod(0o2770)
+    previous = os.umask(0o077)
+    try:
+        save_result(result, folder)
+        save_result(result, folder)  # an earlier result, replaced
+    finally:
+        os.umask(previous)
+    assert folder.stat().st_mode & 0o7777 == 0o2770
+    assert (folder / "run.json").stat().st_mode & 0o777 == 0o600  # files as the umask makes them
 
 
 @pytest.fixture
@@ -424,3 +461,12 @@ def test_check_destination_reports_the_mode(result, tmp_path):
     save_result(result, tmp_path / "r")
     checked = store.check_destination(tmp_path / "r")
     assert (checked.merge, sorted(checked.own)) == (False, sorted([*TABLE_FILES, "run.json"]))
+
+
+def test_every_figure_a_run_draws_is_a_name_balloonsim_knows_it_writes(tmp_path):
+    # a workload, so that a memory figure is drawn too
+    domain = {"workloads": [{"name": "w", "constant": {"anon": "100MiB"}}]}
+    r = run(make_scenario([{"at": "1s", "target": "512MiB"}], domain=domain, duration="2s"))
+    names = balloonsim.plots.write_figures(r, tmp_path)
+    assert set(store.FIGURES) <= set(names) and any(n.startswith("memory-") for n in names)
+    assert all(store._may_write(name) for name in names)

@@ -23,15 +23,17 @@ what was begun.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
 import secrets
 import shutil
 import signal
+import stat
 import threading
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,6 +46,8 @@ from balloonsim.errors import BalloonsimError, UsageError
 from balloonsim.results.result import Result
 
 TABLES = ("timeline", "events", "host", "targets", "summary")
+#: the figures a run draws, besides ``memory-<domain>.png`` (``plots.write_figures``)
+FIGURES = ("timeline.png", "host.png", "gap_heatmap.png", "summary.png")
 METADATA_KEY = b"balloonsim"
 #: metadata that identifies a run (kept in every Parquet file; wall time is not)
 IDENTITY = ("scenario", "scenario_sha256", "seed", "balloonsim_version")
@@ -117,6 +121,11 @@ def check_destination(directory: str | Path, *, force: bool = False) -> Destinat
             f"{shown}: holds files balloonsim did not write ({_some(others)}); write to a new folder, "
             "or use --force to replace only balloonsim's own files there"
         )
+    if clash := {name for name in others if _may_write(name)}:  # even --force keeps a user's files
+        raise ResultError(
+            f"{shown}: holds {_some(clash)}, which balloonsim did not write but would write now; "
+            "move them, or write to a new folder"
+        )
     return Destination(path, merge=bool(others), own=own)
 
 
@@ -124,6 +133,8 @@ def _check_writable(shown: Path, path: Path) -> None:
     """``path`` is a folder or can be made one, and its parent (for the temporary folder) and itself can be written."""
     if path.exists() and not path.is_dir():
         raise ResultError(f"{shown}: is a file, not a folder; choose a folder for the results")
+    if path.exists() and os.path.ismount(path):  # a mount point cannot be renamed, nor files moved onto it
+        raise ResultError(f"{shown}: is a mount point; write into a folder inside it, e.g. {shown / 'results'}")
     place = path.parent
     while not place.exists():
         place = place.parent
@@ -131,7 +142,10 @@ def _check_writable(shown: Path, path: Path) -> None:
         raise ResultError(f"{shown}: {place} is a file, so no folder can be made under it; choose another folder")
     for folder in (place, path) if path.exists() else (place,):
         if not os.access(folder, os.W_OK | os.X_OK):
-            raise ResultError(f"{shown}: cannot write in {folder} (no permission, or read-only); choose another folder")
+            raise ResultError(
+                f"{shown}: cannot write in {folder} (no permission, or read-only; a result is built beside "
+                "its folder and swapped in); choose another folder"
+            )
 
 
 def _some(names: set[str], shown: int = 3) -> str:
@@ -156,6 +170,12 @@ def _own_files(directory: Path) -> set[str]:
 
 def _is_own_kind(name: str) -> bool:
     return name in {f"{t}.parquet" for t in TABLES} or (name.endswith(".png") and "/" not in name)
+
+
+def _may_write(name: str) -> bool:
+    """A name a run may write: its tables, run.json, its figures (``plots.write_figures``)."""
+    figure = name in FIGURES or name.startswith("memory-") and name.endswith(".png")
+    return name == RUN_JSON or name in {f"{t}.parquet" for t in TABLES} or figure
 
 
 def save_result(
@@ -232,6 +252,8 @@ def _merge(tmp: Path, destination: Destination) -> None:
     """Replace balloonsim's files in a folder that has others, one by one, run.json last; remove
     the earlier run's files this one did not write.  The rest of the folder is not touched."""
     directory = destination.path
+    if os.stat(tmp).st_dev != os.stat(directory).st_dev:  # before anything changes: files cannot move across
+        raise OSError(errno.EXDEV, "the folder is on another file system than its parent", str(directory))
     (directory / RUN_JSON).unlink(missing_ok=True)  # not a result while its files change
     new = set(os.listdir(tmp))
     for name in sorted(new - {RUN_JSON}):
@@ -289,6 +311,7 @@ def _saving(directory: Path) -> Iterator[tuple[Path, Callable[[], AbstractContex
                 lock = _lock(directory)
                 tmp = _beside(directory, "tmp")
                 os.mkdir(tmp)  # 0o777 less the umask, as any folder
+                _keep_attributes(directory, tmp)
             yield tmp, signals.held
         finally:
             with signals.held():
@@ -334,6 +357,18 @@ class _SavingSignals:
         if self._pending:
             signum, self._pending = self._pending, None
             raise Interrupted(signum)
+
+
+def _keep_attributes(directory: Path, tmp: Path) -> None:
+    """A folder that ``tmp`` will replace keeps its group and mode (a setgid project folder, say);
+    set before any file is made in ``tmp``, so the files take the group too."""
+    try:
+        st = os.stat(directory)
+    except FileNotFoundError:
+        return
+    with suppress(PermissionError):  # only its owner or root may give a folder another group
+        os.chown(tmp, -1, st.st_gid)
+    os.chmod(tmp, stat.S_IMODE(st.st_mode))
 
 
 def _beside(directory: Path, kind: str) -> Path:
