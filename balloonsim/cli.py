@@ -250,6 +250,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         scenario = load_scenario(args.scenario)
     out = args.output or Path("results") / scenario.name
     check_destination(out, force=args.force)  # before simulating, not after
+    definition = scenario.model_dump(mode="json")  # for run.json; before a Ctrl-C may come
     figures: list[str] = []
     with RunProgress(scenario.name, args.progress) as progress, warnings_printed(sys.stderr):
         result = Simulation(scenario, args.seed).run(progress=progress)
@@ -261,11 +262,22 @@ def cmd_run(args: argparse.Namespace) -> int:
                 figures.extend(write_figures(result, tmp, on_figure=progress.drawing))
 
         progress.saving(len(TABLES))
-        definition = scenario.model_dump(mode="json")
         save_result(result, out, scenario=definition, extra=draw, force=args.force, on_table=progress.saved)
     print(render_summary(result))
     print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json{_listed(figures)})")
     return 0
+
+
+def _other_result(folder: Path, result: Path) -> bool:
+    from balloonsim.results.store import ResultError, read_run_json
+
+    if folder.resolve() == result.resolve():
+        return False
+    try:
+        read_run_json(folder)
+    except ResultError:
+        return False
+    return True
 
 
 def _listed(figures: list[str]) -> str:
@@ -274,11 +286,24 @@ def _listed(figures: list[str]) -> str:
 
 def cmd_plot(args: argparse.Namespace) -> int:
     from balloonsim.plots import write_figures
-    from balloonsim.results.store import load_result, save_figures
+    from balloonsim.results.store import ResultError, load_result, save_figures
 
     result = load_result(args.result)
     out = args.output or args.result
-    figures = save_figures(out, lambda tmp: write_figures(result, tmp))
+    if _other_result(out, args.result):
+        raise ResultError(
+            f"{out}: is another run's result, whose figures these would replace; draw into {args.result} "
+            "or a folder of its own"
+        )
+
+    def draw(tmp: Path) -> list[str]:
+        try:
+            return write_figures(result, tmp)
+        except KeyError as err:  # a table written by something else, or cut short
+            damaged = f"{args.result}: a table lacks the column {err} the figures need; the result is damaged"
+            raise ResultError(damaged) from None
+
+    figures = save_figures(out, draw)
     print(f"wrote {out}/ ({', '.join(figures)})")
     return 0
 

@@ -371,12 +371,18 @@ def remove_table(folder):
     return folder
 
 
+def swap_tables(folder):
+    (folder / "timeline.parquet").write_bytes((folder / "events.parquet").read_bytes())
+    return folder
+
+
 @pytest.mark.parametrize(
     ("damage", "says"),
     [
         (damage_parquet, "not a readable Parquet file"),
         (damage_run_json, "not valid JSON"),
         (remove_table, "not a balloonsim result (missing events.parquet)"),
+        (swap_tables, "a table lacks the column 'demand_pages' the figures need; the result is damaged"),
     ],
 )
 def test_plot_of_a_damaged_result_names_the_file(damage, says, result, tmp_path, capsys):
@@ -393,6 +399,14 @@ def test_plot_of_something_else_exits_2(what, tmp_path, capsys):
     target.mkdir() if what == "folder" else target.write_text("x")
     assert main(["plot", str(target)]) == 2
     assert f"balloonsim: {target}: not a balloonsim result" in one_line(capsys.readouterr().err)
+
+
+def test_plot_into_another_result_is_refused(result, tmp_path, capsys):
+    first, second = save_result(result, tmp_path / "a"), save_result(result, tmp_path / "b")
+    before = {p.name: p.read_bytes() for p in second.iterdir()}
+    assert main(["plot", str(first), "-o", str(second)]) == 2
+    assert f"balloonsim: {second}: is another run's result" in one_line(capsys.readouterr().err)
+    assert {p.name: p.read_bytes() for p in second.iterdir()} == before
 
 
 def test_plot_lists_its_figures_so_the_next_run_may_replace_them(tiny, tmp_path, monkeypatch):
