@@ -6,7 +6,7 @@
 >>> result.timeline.head()
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from balloonsim.engine import run  # noqa: E402
 from balloonsim.results.result import Result  # noqa: E402
