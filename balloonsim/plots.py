@@ -81,13 +81,14 @@ MEANINGS = {
     "host free": "host free: Xen's free memory",
     "Σ domain pages": "Σ domain pages: what all domains hold",
     "needed": "needed: the free memory the host needs (host.needed)",
+    "got there": "got there: when host free first reached what it needs",
     "kernel": "kernel: the kernel's own pages (used_at_boot)",
     "anonymous": "anonymous: the tasks' resident anonymous pages",
     "slab": "slab: reclaimable slab (dentries, inodes)",
     "page cache": "page cache: file pages, reclaimable",
     "free": "free: free pages",
     "demand": "demand: what the workloads ask for",
-    "unmet demand": "unmet demand: demand neither resident nor swapped",
+    "unmet demand": "unmet demand: anonymous memory neither resident nor swapped, and page cache not held",
     "swap": "swap: anonymous pages swapped out",
 }
 
@@ -133,7 +134,7 @@ def rows_by_domain(frame: pd.DataFrame, names: Iterable[str]) -> dict[str, pd.Da
 
 def _heading(fig: Figure, *lines: str) -> None:
     """The figure's title: the run's label, then what the figure shows, wrapped to its width."""
-    width = int(fig.get_figwidth() * 15)  # about as many 9 pt characters fit an inch
+    width = int(fig.get_figwidth() * 13)  # 9 pt characters to an inch, wide ones (capitals, digits) included
     fig.suptitle("\n".join(textwrap.fill(line, width) for line in lines if line), x=0.01, ha="left", fontsize=9)
 
 
@@ -238,7 +239,7 @@ def draw_host(ax: Axes, result: Result, t_div: float | None = None, *, domain_pa
         ax.axhline(needed / div, color="tab:red", linestyle="--", lw=1, label="needed")
         when = host_needed_reached_s(result.host, needed)
         if when is not None:
-            ax.axvline(when / t_div, color="tab:red", alpha=0.4, lw=1)
+            ax.axvline(when / t_div, color="tab:red", alpha=0.4, lw=1, label="got there")
         title += f": needs {needed / div:.3g} {unit}, " + (
             f"reached at {when:.3g} s" if when is not None else "not reached"
         )

@@ -170,14 +170,27 @@ def test_rows_by_domain_gives_each_named_domain_its_rows_and_an_unknown_name_non
 # -- headings and legends ----------------------------------------------------------------------
 
 
-def test_the_heading_wraps_at_15_characters_an_inch_and_drops_empty_lines():
-    fig = Figure(figsize=(10, 3))  # 150 characters to a line
-    fits, wraps = "x" * 150, "y" * 149 + " z"
+def test_the_heading_wraps_at_13_characters_an_inch_and_drops_empty_lines():
+    fig = Figure(figsize=(10, 3))  # 130 characters to a line
+    fits, wraps = "x" * 130, "y" * 129 + " z"
     plots._heading(fig, fits, "", wraps)
-    assert fig._suptitle.get_text() == "\n".join([fits, "y" * 149, "z"])
+    assert fig._suptitle.get_text() == "\n".join([fits, "y" * 129, "z"])
     # the 9 pt the width assumes, from the figure's left edge
     assert fig._suptitle.get_fontsize() == 9 and fig._suptitle.get_ha() == "left"
     assert fig._suptitle.get_position()[0] == 0.01
+
+
+def test_a_long_heading_stays_inside_the_figure():
+    # a run label as wide as they come: capitals, digits, two setting groups and a manager
+    label = (
+        "quickstart, seed 0: 2× driver v5.12 (max_retry_count unlimited, max_schedule_delay 32 s), costs "
+        "xen_page 50us, hypercall 20us, hz 1000, type HVM; 5× driver v5.12 (max_retry_count 4, "
+        "max_schedule_delay 32 s), costs calibrated, hz 250, type PVH; manager squeezed"
+    )
+    fig = Figure(figsize=(10, 3), layout="constrained")
+    plots._heading(fig, label)
+    laid_out(fig)
+    assert fig._suptitle.get_window_extent().x1 <= fig.bbox.x1
 
 
 def test_a_label_without_a_meaning_is_its_own_legend_text():
@@ -351,7 +364,7 @@ def test_the_host_panel_shows_when_free_memory_first_reached_what_the_host_needs
     assert list(held.get_ydata()) == [500, 500, 400, 400]
     assert free.get_drawstyle() == held.get_drawstyle() == "steps-post"
     assert list(needed.get_ydata()) == [300, 300]
-    (reached,) = [line for line in ax.get_lines() if line.get_label().startswith("_")]
+    reached = lines["got there"]
     assert list(reached.get_xdata()) == [2, 2]  # 300 MiB free first at 2 s
     assert left_title(ax).get_text() == "host free memory: needs 300 MiB, reached at 2 s"
     assert left_title(ax).get_fontsize() == 10 and ax.get_ylabel() == "MiB"
@@ -362,14 +375,13 @@ def test_the_host_panel_shows_when_free_memory_first_reached_what_the_host_needs
 
 def test_the_time_the_host_got_there_is_marked_in_the_panels_unit():
     ax = host_axes(needed=300 * MiB, t_div=60.0)  # reached at 2 s: 1/30 min
-    (reached,) = [line for line in ax.get_lines() if line.get_label().startswith("_")]
-    assert list(reached.get_xdata()) == [1 / 30, 1 / 30]
+    assert list(lines_of(ax)["got there"].get_xdata()) == [1 / 30, 1 / 30]
 
 
 def test_the_host_panel_says_when_free_memory_never_got_there():
     ax = host_axes(needed=400 * MiB, t_div=1.0)
     assert left_title(ax).get_text() == "host free memory: needs 400 MiB, not reached"
-    assert not [line for line in ax.get_lines() if line.get_label().startswith("_")]
+    assert "got there" not in lines_of(ax)
 
 
 def test_without_a_need_the_host_panel_has_free_memory_only():

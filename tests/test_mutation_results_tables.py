@@ -513,6 +513,13 @@ def test_run_label_counts_the_domains_of_each_group_and_how_many_groups_are_left
     assert three.count("×") == 3 and "more setting groups" not in three
 
 
+def test_run_label_names_what_else_tells_its_groups_apart():
+    # two groups with the same driver settings and costs: their HZ and type tell them apart
+    a, b = group(2, hz=100, type="pv"), group(3, hz=250, type="pv")
+    text = "driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs calibrated"
+    assert label([a, b], scenario="q", seed=0) == f"q, seed 0: 2× {text}, hz 100; 3× {text}, hz 250"
+
+
 def test_run_label_without_settings_names_scenario_and_seed_or_question_marks():
     assert run_label({"scenario": "q", "seed": 4}) == "q, seed 4"
     assert run_label({}) == "?, seed ?"

@@ -56,15 +56,21 @@ def run_settings(scenario: Scenario) -> dict[str, Any]:
     }
 
 
-def _group_text(group: dict[str, Any]) -> str:
+#: the settings every group's text names; the others only where groups differ in them
+NAMED = ("driver", "max_retry_count", "max_schedule_delay", "costs")
+_COUNTS = ("domains", "first_domain")
+
+
+def _group_text(group: dict[str, Any], varying: list[str]) -> str:
     retries = group["max_retry_count"] or "unlimited"
     costs = group["costs"]
     costs_text = (
         f"costs {costs}" if isinstance(costs, str) else "costs " + ", ".join(f"{k} {v}" for k, v in costs.items())
     )
+    others = "".join(f", {key} {group.get(key)}" for key in varying)
     return (
         f"driver {group['driver']} (max_retry_count {retries}, max_schedule_delay {group['max_schedule_delay']} s), "
-        f"{costs_text}"
+        f"{costs_text}{others}"
     )
 
 
@@ -74,8 +80,11 @@ def run_label(metadata: dict[str, Any], most: int = 2) -> str:
     settings = metadata.get("settings") or {}
     groups = settings.get("domain_groups") or []
     parts = []
+    # what tells the groups apart besides the named settings (hz, type, arch, ...)
+    varying = [k for k in (groups[0] if groups else ()) if k not in (*NAMED, *_COUNTS)]
+    varying = [k for k in varying if len({repr(g.get(k)) for g in groups}) > 1]
     for group in groups[:most]:
-        text = _group_text(group)
+        text = _group_text(group, varying)
         parts.append(text if len(groups) == 1 else f"{group['domains']}× {text}")
     if len(groups) > most:
         parts.append(f"and {len(groups) - most} more setting groups")
