@@ -564,7 +564,7 @@ def write_figures(
     result: Result, directory: str | Path, dpi: int = 110, on_figure: Callable[[int, int], None] | None = None
 ) -> list[str]:
     """Draw the standard set into ``directory``; the file names written.  ``on_figure(done, total)``
-    is told before each figure is drawn (for a progress bar)."""
+    is told before each figure is drawn and when all are (for a progress bar)."""
     directory = Path(directory)
     figures: dict[str, Callable[[], Figure]] = {
         "timeline.png": lambda: timeline_figure(result),
@@ -578,4 +578,6 @@ def write_figures(
         if on_figure is not None:
             on_figure(done, len(figures))
         draw().savefig(directory / name, dpi=dpi)
+    if on_figure is not None:
+        on_figure(len(figures), len(figures))
     return list(figures)

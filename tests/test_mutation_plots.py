@@ -848,7 +848,7 @@ def test_write_figures_draws_the_set_one_at_a_time_at_110_dpi(tmp_path, monkeypa
     assert drawn_for == [(kind, r) for kind in ("timeline", "host", "gap_heatmap", "summary")] + [
         ("memory", r, f"p{i}") for i in range(4)
     ]
-    assert told == [(i, 8) for i in range(8)]
+    assert told == [(i, 8) for i in range(9)]  # before each, and 8/8 at the end
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(written)
     assert pixels(tmp_path / "host.png") == (110, 55)
     low = tmp_path / "low"
