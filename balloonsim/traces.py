@@ -11,6 +11,7 @@ import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from balloonsim.textfile import TextError, read_text
 from balloonsim.units import MAX_NS, MAX_PAGES, NS_PER_S, PAGE_SIZE, SIZE_LIMIT, TIME_LIMIT
@@ -40,6 +41,13 @@ def read_trace(path: Path, *, time: str, anon: str | None, cache: str | None, un
     except TextError as err:
         raise TraceError([str(err)]) from None
     rows = csv.reader(text.splitlines())
+    try:
+        return _parse(rows, path, time=time, anon=anon, cache=cache, unit=unit)
+    except csv.Error as err:  # a field beyond csv's limit (128 KiB), a NUL
+        raise TraceError([f"{path}:{rows.line_num}: not CSV ({err})"]) from None
+
+
+def _parse(rows: Any, path: Path, *, time: str, anon: str | None, cache: str | None, unit: str) -> Trace:
     header = [h.strip() for h in next(rows, [])]
     wanted = {"time": time, "anon": anon, "cache": cache}
     missing = [name for name in wanted.values() if name is not None and name not in header]
@@ -52,7 +60,8 @@ def read_trace(path: Path, *, time: str, anon: str | None, cache: str | None, un
     sizes: dict[str, list[int]] = {"anon": [], "cache": []}
     problems: list[str] = []
     named = ", ".join(n for n in wanted.values() if n)
-    for lineno, row in enumerate(rows, start=2):
+    for row in rows:
+        lineno = rows.line_num  # a quoted field may span lines
         if not row or all(not cell.strip() for cell in row):
             continue
         try:

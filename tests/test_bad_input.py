@@ -233,6 +233,35 @@ def test_trace_values_that_are_not_finite_or_do_not_fit(tmp_path, capsys):
     )
 
 
+def test_a_trace_field_beyond_csvs_limit_and_a_row_after_a_quoted_newline(tmp_path, capsys):
+    # csv refuses a field over 128 KiB; a quoted field over two lines moves the rows after it down
+    (tmp_path / "wide.csv").write_text("time_s,anon_kb," + "c" * 200_000 + "\n0,1,1\n")
+    (tmp_path / "quoted.csv").write_text('time_s,anon_kb,cache_kb\n"1\n",1,1\nx,1,1\n')
+    wide = write(tmp_path, with_workloads("{name: r, replay: {file: wide.csv}}"), "wide.yaml")
+    quoted = write(tmp_path, with_workloads("{name: r, replay: {file: quoted.csv}}"), "quoted.yaml")
+    status, _, err = validate(capsys, wide, quoted)
+    assert (status, err) == (
+        2,
+        [
+            f"{wide}:7: domains.0.workloads.0.replay: {tmp_path / 'wide.csv'}:1: not CSV "
+            "(field larger than field limit (131072))",
+            f"{quoted}:7: domains.0.workloads.0.replay: {tmp_path / 'quoted.csv'}:4: expected numbers in columns "
+            "time_s, anon_kb, cache_kb",
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    ("line", "says"),
+    [
+        ("seed: !!bool maybe", "s.yaml:1: YAML: cannot read 'maybe' as bool"),
+        ('description: "\\U00110000"', "s.yaml:1: YAML: chr() arg not in range(0x110000)"),
+    ],
+)
+def test_yaml_scalars_ruamel_cannot_build_are_one_line(line, says):
+    assert problems_of(line + "\nduration: 1s\nhost: {total: 2GiB}\ndomains: [{name: a, memory: 1GiB}]\n") == [says]
+
+
 def test_a_replay_scale_that_overflows(tmp_path):
     (tmp_path / "trace.csv").write_text("time_s,anon_kb,cache_kb\n0,4096,0\n")
     # 4096 KiB = 1024 pages; 1024 * 2.2e12 = 2.25e15 pages > 2**51 - 1 = 2.2518e15
@@ -520,3 +549,32 @@ def test_an_oracle_scripts_build_setting_must_be_a_positive_whole_number(value):
     with pytest.raises(ScenarioError) as raised:
         script_to_scenario(script, "s.script")
     assert str(raised.value) == f"s.script: HZ={value} is not a positive whole number (the oracle build's HZ)"
+
+
+def test_an_unknown_domain_among_thousands_is_one_short_line():
+    # 4,000 guests: the message names ten of them and counts the rest, not all 4,000
+    guests = ", ".join(f"{{name: g{i}, memory: 1MiB}}" for i in range(4000))
+    (problem,) = problems_of(
+        f"duration: 1s\nhost: {{total: 8GiB}}\ndomains: [{guests}]\nevents: [{{at: 0s, domain: ghost, target: 1MiB}}]\n"
+    )
+    first = ", ".join(f"g{i}" for i in range(10))
+    assert problem == f"s.yaml:4: events.0.domain: unknown domain 'ghost'; domains: {first} and 3,990 more"
+
+
+def test_a_domain_name_with_a_newline_keeps_the_message_on_one_line():
+    name_problem, event_problem = problems_of(
+        'duration: 1s\nhost: {total: 2GiB}\ndomains: [{name: "a\\nb", memory: 1GiB}]\n'
+        "events: [{at: 0s, domain: c, target: 1MiB}]\n"
+    )
+    assert name_problem.startswith("s.yaml:3: domains.0.name: String should match pattern")
+    assert event_problem == "s.yaml:4: events.0.domain: unknown domain 'c'; domains: 'a\\nb'"
+
+
+def test_a_host_free_above_the_hosts_total_is_refused():
+    # Xen cannot have more free memory than the host has in all
+    assert problems_of(
+        "duration: 2s\nhost: {total: 4GiB}\ndomains: [{name: a, memory: 1GiB}]\nevents: [{at: 1s, host_free: 100TiB}]\n"
+    ) == [
+        "s.yaml:4: events.0.host_free: 26843545600 pages (102400 GiB) free is more than the host's "
+        "1048576 pages (4 GiB) in all"
+    ]

@@ -66,6 +66,15 @@ def _domain_names(domains: Any, problems: list[Issue]) -> dict[str, int]:
     return names
 
 
+def _names_text(names: dict[str, int], most: int = 10) -> str:
+    """The first domain names (quoted if one holds a newline, say) and how many more: one short line."""
+    if not names:
+        return "none defined"
+    shown = [n if n.isprintable() else units.quoted(n) for n in list(names)[:most]]
+    more = len(names) - len(shown)
+    return ", ".join(shown) + (f" and {more:,} more" if more else "")
+
+
 def _event_problems(events: Any, names: dict[str, int], duration: int | None, actions: tuple[str, ...]) -> list[Issue]:
     """Each event names a known domain (or none, for the host), in time order, within the run."""
     problems: list[Issue] = []
@@ -79,12 +88,10 @@ def _event_problems(events: Any, names: dict[str, int], duration: int | None, ac
         if host_event and domain is not None:
             problems.append((("events", i, "domain"), f"{acts[0]} acts on the host; remove 'domain'"))
         elif not host_event and acts and domain is None:
-            problems.append(
-                (("events", i), f"{acts[0]} needs a 'domain' (one of: {', '.join(names) or 'none defined'})")
-            )
+            problems.append((("events", i), f"{acts[0]} needs a 'domain' (one of: {_names_text(names)})"))
         elif isinstance(domain, str) and not host_event and domain not in names and names:
             problems.append(
-                (("events", i, "domain"), f"unknown domain {units.quoted(domain)}; domains: {', '.join(names)}")
+                (("events", i, "domain"), f"unknown domain {units.quoted(domain)}; domains: {_names_text(names)}")
             )
         at = _time_or_none(ev.get("at"))
         if at is None:
@@ -185,6 +192,15 @@ def scenario_problems(scenario: Scenario) -> list[Issue]:
                 ("host", "free"),
                 f"free ({format_pages(host.free)}) plus the domains' boot memory ({format_pages(booted)}) "
                 f"exceeds the host total ({format_pages(host.total)})",
+            )
+        ]
+    too_much = [(i, e.host_free) for i, e in enumerate(scenario.events) if (e.host_free or 0) > (host.total or 0)]
+    if host.total is not None and too_much:
+        i, free = too_much[0]
+        return [
+            (
+                ("events", i, "host_free"),
+                f"{format_pages(free)} free is more than the host's {format_pages(host.total)} in all",
             )
         ]
     if host.total is None and host.free is not None:

@@ -49,6 +49,8 @@ def load_yaml(text: str, filename: str) -> Any:
         raise ScenarioError([f"{filename}:{line}: YAML: character #x{err.character:04x}: {err.reason}"]) from None
     except YAMLError as err:
         raise ScenarioError([f"{filename}:1: YAML: {_one_line(err)}"]) from None
+    except ValueError as err:  # ruamel's scanner on an escape beyond Unicode (\U00110000)
+        raise ScenarioError([f"{filename}:1: YAML: {_one_line(err)}"]) from None
 
 
 def _line(err: MarkedYAMLError) -> int:
@@ -98,6 +100,6 @@ class _Constructor(RoundTripConstructor):
     def construct_object(self, node: Any, deep: bool = False) -> Any:
         try:
             return super().construct_object(node, deep)
-        except (ValueError, OverflowError):
+        except (ValueError, OverflowError, KeyError):  # KeyError: !!bool 'maybe'
             kind = str(node.tag).split(":")[-1]
             raise ConstructorError(None, None, f"cannot read {quoted(node.value)} as {kind}", node.start_mark) from None
