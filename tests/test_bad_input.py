@@ -535,6 +535,27 @@ def test_a_run_implying_millions_of_rows_warns():
     ]
 
 
+def test_a_task_restarted_every_few_microseconds_warns_of_its_rows():
+    # killed and started again every 50 us over 90 s: up to 90 s / 50 us = 1,800,000 restarts, each a
+    # row, besides its one demand change
+    with pytest.warns(ScenarioWarning) as caught:
+        parse_scenario(domain(workloads="[{name: hog, constant: {anon: 2GiB}, restart_after: 50us}]"), "s.yaml")
+    assert [str(w.message).split(" (")[0] for w in caught] == [
+        "s.yaml:6: domains.0.workloads.0: warning: about 1,800,002 timeline rows"
+    ]
+
+
+def test_a_replayed_trace_counts_only_the_samples_inside_the_run(tmp_path):
+    # 200 samples a microsecond apart, of which the first 11 (0 to 10 us) fall within a 10 us run
+    (tmp_path / "t.csv").write_text("time_s,anon_kb\n" + "".join(f"{i / 1e6},{i % 7}\n" for i in range(200)))
+    path = write(
+        tmp_path,
+        "duration: 10us\nhost: {total: 2GiB}\ndomains:\n  - name: a\n    memory: 1GiB\n"
+        "    workloads: [{name: r, replay: {file: t.csv, cache: null}}]\n",
+    )
+    assert load_scenario(path).domains[0].workloads[0].changes_until(10_000) == 11
+
+
 def test_example_scenarios_have_no_warnings(recwarn):
     for path in sorted((ROOT / "scenarios").rglob("*.yaml")):
         load_scenario(path)

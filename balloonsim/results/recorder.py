@@ -48,7 +48,7 @@ class Codes:
 
 class Recorder:
     #: rows after which a run says how large its tables have grown (then at every doubling)
-    WARN_ROWS = 10_000_000
+    WARN_ROWS = 2_000_000  # some 0.6 GiB of buffers
 
     def __init__(self, domain_names: list[str], row_sources: list[Sequence[HasColumns]], host: Host):
         self.domains = list(domain_names)

@@ -8,6 +8,7 @@ of the run.
 
 from __future__ import annotations
 
+import bisect
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -146,8 +147,9 @@ class Replay(Model):
         return times[-1] + (times[-1] - times[-2] if len(times) > 1 else units.NS_PER_S)
 
     def changes_until(self, end: int) -> int:
-        laps = end // self.loop_period + 1 if self.loop else 1
-        return laps * len(self.trace.time_ns)
+        if not self.loop:
+            return bisect.bisect_right(self.trace.time_ns, end)
+        return (end // self.loop_period + 1) * len(self.trace.time_ns)
 
     @property
     def trace(self) -> Trace:
@@ -193,10 +195,12 @@ class Workload(Model):
         return the_one_set(self, KINDS, "a workload", "kind")
 
     def changes_until(self, end: int) -> int:
-        """How many times this task's demand changes by ``end`` (ns): the timeline rows it causes."""
+        """How many times this task's demand changes by ``end`` (ns): the timeline rows it causes;
+        with ``restart_after``, as many again as it could be killed and started again."""
+        restarts = end // self.restart_after if self.restart_after else 0
         if self.steps is not None:
-            return len(self.steps)
-        return self.spec.changes_until(end)
+            return len(self.steps) + restarts
+        return self.spec.changes_until(end) + restarts
 
     @property
     def spec(self) -> Any:
