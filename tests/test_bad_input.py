@@ -431,6 +431,11 @@ def domain(**fields) -> str:
             "s.yaml:6: domains.0.kernel.hotplug.section: 3000 pages is not a power of two, as "
             "PAGES_PER_SECTION always is",
         ),
+        # a section holds at least one MAX_ORDER block: 2**(11 - 1) pages
+        (
+            {"kernel": "{hotplug: {enabled: true, section: 512 pages}}"},
+            "s.yaml:6: domains.0.kernel.hotplug.section: 512 pages is less than a MAX_ORDER block (1024 pages)",
+        ),
         # min_free_kbytes is an int sysctl: at most 2**31 - 1
         (
             {"kernel": "{min_free_kbytes: 2147483648}"},

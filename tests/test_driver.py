@@ -256,6 +256,20 @@ def test_hotplug_failure_cancels():
     assert "[err] Cannot allocate new System RAM resource" in r.events["message"].tolist()
 
 
+def test_hot_added_memory_must_end_below_max_physmem_bits():
+    # x86_64, 4-level paging: MAX_PHYSMEM_BITS 46, so memory ends at 64 TiB at most.  A target of
+    # 65 TiB needs a range past it: add_memory_resource() refuses it (-E2BIG, mhp_range_allowed),
+    # the driver warns and cancels; nothing is hot-added.
+    hotplug = {"kernel": {"hotplug": {"enabled": True, "section": "16GiB"}}}
+    r = run(make_scenario([{"at": "1s", "target": "65TiB"}], domain=hotplug))
+    assert work_rows(r)[-1][1] == "ECANCELED"
+    assert "[warn] Cannot add additional memory (-7)" in r.events["message"].tolist()
+    assert r.summary.iloc[0]["pages_hotplugged"] == 0
+    # 32 TiB: credit 32 TiB - 1 GiB, rounded up to whole 16 GiB sections, from 16 GiB: ends below 64 TiB
+    ok = run(make_scenario([{"at": "1s", "target": "32TiB"}], domain=hotplug))
+    assert ok.summary.iloc[0]["pages_hotplugged"] == 32 * 1024 * GiB
+
+
 def test_alloc_ballooned_sleeps_until_hot_added_memory_is_onlined():
     s = make_scenario(
         [{"at": "1s", "alloc_ballooned": 100}, {"at": "3s", "online": True}],

@@ -134,8 +134,7 @@ def test_host_figure_shows_what_the_host_needs_and_when_it_had_it(squeeze):
     assert list(lines["needed"].get_ydata()) == [16.0, 16.0] and ax.get_ylabel() == "GiB"
     reached = host.loc[host["host_free"] >= 16 * GiB, "time_s"].iloc[0]
     assert f"reached at {reached:.3g} s" in ax.get_title(loc="left")
-    vertical = [line for line in ax.get_lines() if line.get_label().startswith("_")]
-    assert [line.get_xdata()[0] for line in vertical] == [reached]
+    assert lines["got there"].get_xdata()[0] == reached
 
 
 def test_gap_heatmap_holds_target_minus_current_for_every_domain(squeeze):

@@ -12,13 +12,14 @@ anything is still to come in the run, which a spinning worker needs to know.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterable
 from functools import partial
 from typing import Protocol
 
 import simpy
 
-from balloonsim.arch import ARCHES, Arch, zone_layout
+from balloonsim.arch import ARCHES, zone_layout
 from balloonsim.errors import SimulationError
 from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
@@ -32,7 +33,7 @@ from balloonsim.kernel.xen_balloon import XenBalloonFrontend
 from balloonsim.registry import DRIVERS
 from balloonsim.scenario.model import Domain as DomainSpec
 from balloonsim.sim import EVENT, WORK, Process, Timer, run_now
-from balloonsim.units import Clock, format_pages
+from balloonsim.units import PAGE_SHIFT, Clock, format_pages
 from balloonsim.workload import demand_points, drive, workload_rng
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
@@ -79,7 +80,7 @@ class GuestKernel:
         base = ARCHES[kconf.arch]
         lowmem = kconf.lowmem if kconf.lowmem is not None else base.lowmem_pages
         section = kconf.hotplug.section if kconf.hotplug.section is not None else base.section_pages
-        self.arch = Arch(base.name, base.frame_list, lowmem, section)
+        self.arch = dataclasses.replace(base, lowmem_pages=lowmem, section_pages=section)
         self.frame_list_size = self.arch.frame_list
         self.section_pages = section
         self.hz = kconf.hz
@@ -159,6 +160,7 @@ class GuestKernel:
             auto_online=kconf.hotplug.auto_online,
             split_by_zone=self.arch.split_by_zone,
             max_added=kconf.hotplug.max_added,
+            pluggable_end_pfn=1 << (self.arch.physmem_bits - PAGE_SHIFT),
             on_event=self._hotplug_event,
         )
         self._sysctl: dict[str, Callable[[str], int]] = {}

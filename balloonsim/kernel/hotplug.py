@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from balloonsim.columns import Column
-from balloonsim.kernel.interface import EINVAL, MEM_GOING_ONLINE, MEM_ONLINE, Resource
+from balloonsim.kernel.interface import E2BIG, EINVAL, MEM_GOING_ONLINE, MEM_ONLINE, Resource
 
 OnlineCallback = Callable[[int, int], None]  # (lowmem pages, highmem pages) of one chunk
 Notifier = Callable[[int], None]
@@ -38,6 +38,7 @@ class MemoryHotplug:
         auto_online: bool,
         split_by_zone: Callable[[int, int], tuple[int, int]],
         max_added: int | None,
+        pluggable_end_pfn: int,
         on_event: Callable[[str, int, int], None],
     ):
         self.section_pages = section_pages
@@ -46,6 +47,7 @@ class MemoryHotplug:
         self.boot_end_pfn = boot_end_pfn
         first = -(-boot_end_pfn // section_pages) * section_pages
         self.window_end = None if max_added is None else first + max_added
+        self.pluggable_end_pfn = pluggable_end_pfn  # mhp_get_pluggable_range(): MAX_PHYSMEM_BITS
         self.resources: list[Resource] = []  # hot-added ranges, by address
         self.waiting: list[Resource] = []  # added, not yet onlined
         self.added_pages = 0
@@ -93,6 +95,8 @@ class MemoryHotplug:
         """Create the range's pages; online them now if auto-onlining.  0 or -errno."""
         if res.start_pfn % self.section_pages or res.pages % self.section_pages:
             return -EINVAL  # check_hotplug_memory_range()
+        if res.end_pfn > self.pluggable_end_pfn:
+            return -E2BIG  # mhp_range_allowed(): beyond the maximum addressable range (mm/memory_hotplug.c)
         self.added_pages += res.pages
         self.offline_pages += res.pages
         self._on_event("hotplug_add", res.pages, res.start_pfn)

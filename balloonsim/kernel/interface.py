@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from balloonsim.sim import Process
 
 # include/uapi/asm-generic/errno-base.h
+E2BIG = 7
 ENOMEM = 12
 EINVAL = 22
 

@@ -142,9 +142,9 @@ def _check_writable(shown: Path, path: Path) -> None:
         raise ResultError(f"{shown}: {place} is a file, so no folder can be made under it; choose another folder")
     for folder in (place, path) if path.exists() else (place,):
         if not os.access(folder, os.W_OK | os.X_OK):
+            why = "; a result is built beside its folder and swapped in" if folder != path else ""
             raise ResultError(
-                f"{shown}: cannot write in {folder} (no permission, or read-only; a result is built beside "
-                "its folder and swapped in); choose another folder"
+                f"{shown}: cannot write in {folder} (no permission, or read-only{why}); choose another folder"
             )
 
 

@@ -83,6 +83,9 @@ class Host(Model):
         return MANAGERS.load(kind).Params.model_validate(value)
 
 
+MAX_ORDER_NR_PAGES = 1 << (11 - 1)  # the largest buddy block, MAX_ORDER 11 (include/linux/mmzone.h)
+
+
 class Hotplug(Model):
     """CONFIG_XEN_BALLOON_MEMORY_HOTPLUG and the memory hotplug around it."""
 
@@ -96,9 +99,12 @@ class Hotplug(Model):
     @field_validator("section")
     @classmethod
     def _power_of_two(cls, section: int | None) -> int | None:
-        """PAGES_PER_SECTION is 1 << (SECTION_SIZE_BITS - PAGE_SHIFT) (include/linux/mmzone.h)."""
+        """PAGES_PER_SECTION is 1 << (SECTION_SIZE_BITS - PAGE_SHIFT), at least a MAX_ORDER block: 1024
+        pages with MAX_ORDER 11 (include/linux/mmzone.h: "Allocator MAX_ORDER exceeds SECTION_SIZE")."""
         if section is not None and (section == 0 or section & (section - 1)):
             raise ValueError(f"{section} pages is not a power of two, as PAGES_PER_SECTION always is")
+        if section is not None and section < MAX_ORDER_NR_PAGES:
+            raise ValueError(f"{section} pages is less than a MAX_ORDER block ({MAX_ORDER_NR_PAGES} pages)")
         return section
 
 
