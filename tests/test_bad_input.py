@@ -604,3 +604,16 @@ def test_a_host_free_above_the_hosts_total_is_refused():
         "s.yaml:4: events.0.host_free: 26843545600 pages (102400 GiB) free is more than the host's "
         "1048576 pages (4 GiB) in all"
     ]
+
+
+def test_a_document_of_many_nodes_says_reading_takes_long_once(monkeypatch):
+    from balloonsim.scenario import yamldoc
+
+    monkeypatch.setattr(yamldoc, "NODES_WARNING", 10)
+    # the 10th node (counted as the composer finishes each) is the list item 3 on line 2
+    text = "duration: 1s\nx-k: [1, 2, 3, 4, 5, 6]\nhost: {total: 2GiB}\ndomains: [{name: a, memory: 1GiB}]\n"
+    with pytest.warns(ScenarioWarning) as caught:
+        parse_scenario(text, "s.yaml")
+    assert [str(w.message) for w in caught] == [
+        "s.yaml:2: warning: 10 YAML nodes so far: reading takes about a GiB and up to a minute per million nodes"
+    ]

@@ -12,7 +12,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap, CommentedSeq, TaggedScalar
 from ruamel.yaml.scalarbool import ScalarBoolean
 
 from balloonsim.errors import InvalidScenario, Loc, ScenarioError, ScenarioWarning, dotted
@@ -44,7 +44,8 @@ def parse_scenario(
         raise ScenarioError([f"{filename}:1: the file must be a YAML mapping (name, duration, host, domains, events)"])
     if "name" not in doc:
         doc["name"] = default_name
-    data = {k: v for k, v in _plain(doc).items() if not k.startswith(EXTENSION_PREFIX)}
+    # x- keys are the user's own (anchors to share): never converted, however large
+    data = {str(k): _plain(v) for k, v in doc.items() if not str(k).startswith(EXTENSION_PREFIX)}
     found: list[tuple[Loc, str]] = []
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": base_dir or Path.cwd(), WARNINGS: found})
@@ -69,6 +70,8 @@ def _plain(node: Any) -> Any:
         return [_plain(v) for v in node]
     if isinstance(node, ScalarBoolean):  # an anchored true or false: an int subclass
         return bool(node)
+    if isinstance(node, TaggedScalar):  # a tag ruamel keeps (!!str 1GiB): its text
+        return node.value
     for kind in (bool, int, float, str):  # ruamel's ScalarInt, ScalarFloat, its string styles
         if isinstance(node, kind):
             return kind(node)

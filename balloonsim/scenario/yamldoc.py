@@ -10,6 +10,7 @@ scenario has a few million).  Each problem is one
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from ruamel.yaml import YAML
@@ -19,15 +20,18 @@ from ruamel.yaml.error import MarkedYAMLError, YAMLError
 from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.reader import ReaderError
 
-from balloonsim.errors import ScenarioError
+from balloonsim.errors import ScenarioError, ScenarioWarning
 from balloonsim.units import quoted
 
-#: The largest scenario file read (ruamel.yaml reads about a MiB a second; 100,000 guests take ~12 MiB).
+#: The largest scenario file read (100,000 guests take ~12 MiB; ruamel.yaml reads some 0.1-0.3 MiB a second).
 MAX_BYTES = 64 << 20
 #: Mappings and lists inside each other (a scenario needs about 7).
 MAX_DEPTH = 40
 #: Nodes of the document with every alias expanded (100 guests: a few thousand; 100,000: a few million).
 MAX_NODES = 5_000_000
+#: Past this many nodes, reading is said to take long: ruamel builds each node with its position,
+#: about a GiB and up to a minute per million nodes.
+NODES_WARNING = 1_000_000
 
 
 def load_yaml(text: str, filename: str) -> Any:
@@ -36,7 +40,7 @@ def load_yaml(text: str, filename: str) -> Any:
         raise ScenarioError([f"{filename}: larger than {MAX_BYTES >> 20} MiB, more than a scenario needs"])
     yaml = YAML()  # round-trip (the default typ): line numbers kept; always pure Python
     yaml.max_depth = MAX_DEPTH
-    yaml.Composer = _BoundedComposer
+    yaml.Composer = type("Composer", (_BoundedComposer,), {"filename": filename})
     yaml.Constructor = _Constructor
     try:
         return yaml.load(text)
@@ -65,11 +69,14 @@ def _one_line(message: object) -> str:
 class _BoundedComposer(Composer):
     """ruamel's composer, counting the nodes the document expands to as it goes."""
 
+    filename = "<scenario>"
+
     def __init__(self, loader: Any = None) -> None:
         super().__init__(loader)
         self.warn_double_anchors = False  # legal YAML: a later anchor of the same name wins
         self.expanded = 0  # nodes so far, each alias counted as the whole node it names
         self.sizes: dict[int, int] = {}  # id(anchored node) -> nodes it expands to
+        self.built = 0  # nodes built (an alias costs nothing)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.parser.peek_event()
@@ -82,8 +89,15 @@ class _BoundedComposer(Composer):
             self.expanded += size
         else:
             self.expanded += 1
+            self.built += 1
             if node.anchor is not None:
                 self.sizes[id(node)] = self.expanded - before
+            if self.built == NODES_WARNING:
+                message = (
+                    f"{self.filename}:{event.start_mark.line + 1}: warning: {NODES_WARNING:,} YAML nodes so far: "
+                    "reading takes about a GiB and up to a minute per million nodes"
+                )
+                warnings.warn(ScenarioWarning(message), stacklevel=2)
         if self.expanded > MAX_NODES:
             raise ComposerError(
                 None,
