@@ -8,7 +8,7 @@ written, a damaged result); 128 + the signal's number when interrupted (130
 Ctrl-C, 143 SIGTERM); 141 when standard output's reader stopped reading
 (``| head``), as for a command killed by SIGPIPE: what was written stays.
 
-Commands import what they need when they run, so ``--help`` answers at once.
+Commands import the heavy parts (the engine, plots) when they run.
 """
 
 from __future__ import annotations
