@@ -357,6 +357,14 @@ def test_a_run_without_events_has_an_empty_events_table_of_the_same_types():
     assert r.host["host_free"].tolist() == [7] and rec.rows == 1
 
 
+def test_guests_with_the_same_components_share_one_column_each():
+    # two guests, each a Driver and an Extra: each column once, and every row laid out whole
+    rec = Recorder(["a", "b"], [[Driver(), Extra()], [Driver(), Extra()]], no_host())
+    names = [c.name for c in rec.columns]
+    assert names == ["time_ns", "domain", "cause", *(c.name for c in Driver.COLUMNS), *(c.name for c in Extra.COLUMNS)]
+    assert [slots for _, slots in rec._layouts] == [None, None]
+
+
 def test_a_component_that_gives_more_values_than_columns_is_an_error():
     class Faulty(Extra):
         def row_values(self) -> tuple[int, ...]:

@@ -60,10 +60,11 @@ class Recorder:
         for sources in row_sources:
             for source in sources:
                 for column in source.COLUMNS:
-                    first, by = declared.setdefault(column.name, (column, type(source).__name__))
-                    if first is column:
+                    if column.name not in declared:
+                        declared[column.name] = (column, type(source).__name__)
                         self.columns.append(column)
-                    elif first != column:  # one name, two meanings: one table cannot hold both
+                    first, by = declared[column.name]
+                    if first != column:  # one name, two meanings: one table cannot hold both
                         raise TypeError(f"{type(source).__name__} declares {column}, {by} {first}")
         position = {c.name: i for i, c in enumerate(self.columns)}
         self._layouts: list[tuple[Sequence[HasColumns], list[int] | None]] = []
