@@ -226,7 +226,9 @@ def test_a_mount_point_is_refused_before_simulating(tiny, tmp_path, monkeypatch,
     ismount = os.path.ismount
     monkeypatch.setattr(os.path, "ismount", lambda p: Path(p) == folder or ismount(p))
     assert main(["run", str(tiny), "-o", str(folder), "--force"]) == 2
-    assert f"{folder}: is a mount point; write into a folder inside it" in one_line(capsys.readouterr().err)
+    assert one_line(capsys.readouterr().err) == (
+        f"balloonsim: {folder}: is a mount point; write into a folder inside it, e.g. {folder / 'results'}\n"
+    )
 
 
 # -- how it is written -------------------------------------------------------------------
