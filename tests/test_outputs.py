@@ -407,7 +407,10 @@ def test_plot_into_another_result_is_refused(result, tmp_path, capsys):
     first, second = save_result(result, tmp_path / "a"), save_result(result, tmp_path / "b")
     before = {p.name: p.read_bytes() for p in second.iterdir()}
     assert main(["plot", str(first), "-o", str(second)]) == 2
-    assert f"balloonsim: {second}: is another run's result" in one_line(capsys.readouterr().err)
+    assert one_line(capsys.readouterr().err) == (
+        f"balloonsim: {second}: is another run's result, whose figures these would replace; draw into {first} "
+        "or a folder of its own\n"
+    )
     assert {p.name: p.read_bytes() for p in second.iterdir()} == before
 
 
