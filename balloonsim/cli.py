@@ -269,15 +269,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _other_result(folder: Path, result: Path) -> bool:
-    from balloonsim.results.store import ResultError, read_run_json
+    from balloonsim.results.store import result_run_json
 
-    if folder.resolve() == result.resolve():
-        return False
-    try:
-        read_run_json(folder)
-    except ResultError:
-        return False
-    return True
+    return folder.resolve() != result.resolve() and result_run_json(folder) is not None
 
 
 def _listed(figures: list[str]) -> str:

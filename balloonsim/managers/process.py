@@ -10,7 +10,7 @@ from balloonsim.kernel.guest import GuestKernel
 from balloonsim.managers.base import Action, DomainView, HostView, Manager, MemSet, SetMaxPages, SetTarget
 from balloonsim.sim import EVENT, Process, Timer
 from balloonsim.units import kib_to_pages
-from balloonsim.xen.toolstack import TARGET, Toolstack
+from balloonsim.xen.toolstack import Toolstack
 
 #: told the index of each domain the manager acted on: a timeline row is due
 Applied = Callable[[int], None]
@@ -18,12 +18,7 @@ Applied = Callable[[int], None]
 
 def snapshot(now: int, toolstack: Toolstack, guests: Sequence[GuestKernel]) -> HostView:
     """The host as a manager reads it: Xen's accounting, xenstore, and the guests' own reports."""
-    host, xenstore = toolstack.host, toolstack.xenstore
-
-    def key(domid: int, path: str) -> int | None:
-        text = xenstore.read(domid, path)
-        return int(text) if text is not None and text.isdigit() else None
-
+    host = toolstack.host
     return HostView(
         time_ns=now,
         total_pages=host.total_pages,
@@ -34,7 +29,7 @@ def snapshot(now: int, toolstack: Toolstack, guests: Sequence[GuestKernel]) -> H
                 domid=g.domain.domid,
                 tot_pages=g.domain.tot_pages,
                 max_pages=g.domain.max_pages,
-                target_kib=key(g.domain.domid, TARGET),
+                target_kib=toolstack.target_kib(g.domain),
                 static_max_kib=toolstack.static_max_kib(g.domain),
                 mem_available=g.mm.si_mem_available(),
                 guest_free=g.mm.free_pages,

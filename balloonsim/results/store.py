@@ -46,6 +46,7 @@ from balloonsim.errors import BalloonsimError, UsageError
 from balloonsim.results.result import Result
 
 TABLES = ("timeline", "events", "host", "targets", "summary")
+TABLE_FILES = frozenset(f"{t}.parquet" for t in TABLES)
 #: the figures a run draws, besides ``memory-<domain>.png`` (``plots.write_figures``)
 FIGURES = ("timeline.png", "host.png", "gap_heatmap.png", "summary.png")
 METADATA_KEY = b"balloonsim"
@@ -169,13 +170,13 @@ def _own_files(directory: Path) -> set[str]:
 
 
 def _is_own_kind(name: str) -> bool:
-    return name in {f"{t}.parquet" for t in TABLES} or (name.endswith(".png") and "/" not in name)
+    return name in TABLE_FILES or (name.endswith(".png") and "/" not in name)
 
 
 def _may_write(name: str) -> bool:
     """A name a run may write: its tables, run.json, its figures (``plots.write_figures``)."""
     figure = name in FIGURES or name.startswith("memory-") and name.endswith(".png")
-    return name == RUN_JSON or name in {f"{t}.parquet" for t in TABLES} or figure
+    return name == RUN_JSON or name in TABLE_FILES or figure
 
 
 def save_result(
@@ -273,7 +274,7 @@ def save_figures(directory: str | Path, draw: Callable[[Path], list[str]]) -> li
         path.mkdir(parents=True, exist_ok=True)
         with _saving(path) as (tmp, held):
             names = draw(tmp)
-            run = _result_run_json(path)
+            run = result_run_json(path)
             if run is not None:
                 _write_run_json(tmp, run, [*_own_files(path), *names])
             with held():
@@ -284,7 +285,8 @@ def save_figures(directory: str | Path, draw: Callable[[Path], list[str]]) -> li
     return names
 
 
-def _result_run_json(directory: Path) -> dict[str, Any] | None:
+def result_run_json(directory: Path) -> dict[str, Any] | None:
+    """A result's run.json, or None where there is no result (or a damaged one)."""
     try:
         return read_run_json(directory)
     except ResultError:

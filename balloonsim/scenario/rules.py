@@ -194,9 +194,9 @@ def scenario_problems(scenario: Scenario) -> list[Issue]:
                 f"exceeds the host total ({format_pages(host.total)})",
             )
         ]
-    too_much = [(i, e.host_free) for i, e in enumerate(scenario.events) if (e.host_free or 0) > (host.total or 0)]
-    if host.total is not None and too_much:
-        i, free = too_much[0]
+    too_much = (i for i, e in enumerate(scenario.events) if host.total is not None and (e.host_free or 0) > host.total)
+    if (i := next(too_much, None)) is not None:
+        free = scenario.events[i].host_free
         return [
             (
                 ("events", i, "host_free"),

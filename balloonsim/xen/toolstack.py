@@ -54,7 +54,14 @@ class Toolstack:
 
     def static_max_kib(self, dom: Domain) -> int | None:
         """The domain's static-max (KiB) where its toolstack wrote it; None if it did not."""
-        text = self.xenstore.read(dom.domid, self._static_max_key[dom.domid])
+        return self._read_kib(dom, self._static_max_key[dom.domid])
+
+    def target_kib(self, dom: Domain) -> int | None:
+        """The domain's ``memory/target`` (KiB); None if none was written."""
+        return self._read_kib(dom, TARGET)
+
+    def _read_kib(self, dom: Domain, key: str) -> int | None:
+        text = self.xenstore.read(dom.domid, key)
         return int(text) if text is not None and text.isdigit() else None
 
     def write_target(self, dom: Domain, target_kib: int) -> None:
