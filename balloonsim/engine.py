@@ -85,6 +85,7 @@ class Simulation:
                 xenstore=self.xenstore,
                 observer=self,
                 bulk_iterations=bulk_iterations,
+                rows_every_pass=scenario.progress_every == 0,
             )
             self.guests.append(guest)
             self._index[guest] = i
@@ -182,6 +183,8 @@ class Simulation:
                 handler(value)
                 for i in range(len(self.guests)):
                     self._record(i, cause)
+            elif self.guests[index].crashed:
+                self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain was destroyed; event ignored")
             elif handler(self.guests[index], value, index, cause):
                 self._record(index, cause)
         if self._next < len(plan):
@@ -266,6 +269,14 @@ class Simulation:
 
     def pass_done(self, guest: GuestKernel) -> None:
         self._record(self._index[guest], self._cause_work)
+
+    def guest_crashed(self, guest: GuestKernel) -> None:
+        index = self._index[guest]
+        freed = self.toolstack.destroy_domain(guest.domain)
+        self.recorder.event(
+            self.env.now, index, "domain_destroyed", freed, -1, "the toolstack destroyed the crashed domain"
+        )
+        self._record(index, self.recorder.causes("destroyed"))
 
     def still_to_come(self, guest: GuestKernel) -> bool:
         if self._next < len(self._plan) or self.scenario.host.manager is not None:

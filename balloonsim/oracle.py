@@ -26,6 +26,14 @@ oracle script            balloonsim scenario
                          (the harness ends a sleep as a signal would)
 other verbs              the event of the same name
 =======================  ==============================================
+
+The kthread builds (``# oracle: oracle-kthread`` or ``oracle-kthread-hotplug``,
+the kernel's v5.15.3+/v5.16+ file) run the driver ``v5.16``: ``boot_target=P``
+is the initial ``memory/target`` (4P KiB) the toolstack wrote, which the
+watch passes on at boot; ``balloon_boot_timeout=N`` is ``balloon.boot_timeout``;
+``progress_every: 0s`` records a row after every pass of the thread, as the
+harness prints one.  Its ``work_pending``/``work_expiry`` are the thread's
+``thread_runs_at`` (the harness prints 1 and the jiffy the thread runs next).
 """
 
 from __future__ import annotations
@@ -49,8 +57,11 @@ CSV_COLUMNS = (
 CAUSE_TO_VERB = {"max_retry_count": "max_retry", "max_schedule_delay": "max_delay"}
 _INIT_KEYS = {
     "pages", "lowmem", "host_free", "max_pages", "floor_balloon", "floor_user", "totalreserve",
-    "mem_available", "auto_online",
+    "mem_available", "auto_online", "boot_target", "balloon_boot_timeout",
 }  # fmt: skip
+#: the builds of the kthread driver, and the oracle exit status of a kernel panic (its last row)
+KTHREAD_BUILDS = ("oracle-kthread", "oracle-kthread-hotplug")
+EXIT_PANIC = 5
 _ONE_ARG_VERBS = {
     "target", "host_free", "max_pages", "take", "give", "totalreserve", "mem_available", "alloc_ballooned",
     "free_ballooned", "hotplug_unpopulated", "max_retry", "max_delay",
@@ -74,10 +85,14 @@ def script_to_scenario(
         "PAGES_PER_SECTION",
         section_pages if section_pages is not None else build.get("PAGES_PER_SECTION", "32768"),
     )
-    if hotplug is None and _comment_value(text, "oracle"):
-        hotplug = _comment_value(text, "oracle") == "oracle-hotplug"
+    build_name = _comment_value(text, "oracle")
+    if hotplug is None and build_name:
+        hotplug = build_name.endswith("-hotplug")
+    kthread = build_name in KTHREAD_BUILDS
     clock = Clock(hz)
     init, end, events, comments = _parse_script(text, name, clock)
+    if not kthread and {"boot_target", "balloon_boot_timeout"} & init.keys():
+        raise ScenarioError([f"{name}: boot_target and balloon_boot_timeout need a kthread build"])
 
     pages = int(init["pages"])
     kernel: dict[str, Any] = {
@@ -94,16 +109,21 @@ def script_to_scenario(
     }
     if init.get("lowmem", "all") != "all":
         kernel = {"arch": "arm32", "lowmem": f"{int(init['lowmem'])} pages", **kernel}
+    boot_target = init.get("boot_target")
     domain: dict[str, Any] = {
         "name": "guest",
         "initial_domain": True,
         "memory": f"{pages} pages",
-        "initial_target": "absent",
+        "initial_target": "absent" if boot_target is None else f"{pages_to_kib(int(boot_target))}KiB",
         "max_pages": f"{int(init.get('max_pages', pages))} pages",
         "kernel": kernel,
         "costs": "none",  # the harness's calls take no time
     }
-    return {
+    if kthread:
+        domain["balloon"] = {"driver": "v5.16"}
+        if "balloon_boot_timeout" in init:
+            domain["balloon"]["boot_timeout"] = int(init["balloon_boot_timeout"])
+    scenario = {
         "name": name,
         "description": "\n".join(comments) or f"converted from the oracle script {name}",
         "duration": format_ns(clock.jiffy_start_ns(end)),
@@ -111,6 +131,9 @@ def script_to_scenario(
         "domains": [domain],
         "events": events,
     }
+    if kthread:
+        scenario["progress_every"] = "0s"  # the harness prints a row after every pass of the thread
+    return scenario
 
 
 def _parse_script(text: str, name: str, clock: Clock) -> tuple[dict[str, str], int, list[dict[str, Any]], list[str]]:
@@ -208,13 +231,22 @@ def _event(verb: str, arg: str, lineno: int, fail: Callable[[int, str], NoReturn
 def timeline_as_csv_rows(result: Result) -> list[dict[str, str]]:
     """The timeline in the oracle's CSV columns and spelling."""
     tl = result.timeline
+    kthread = "thread_runs_at" in tl.columns
+    own = ("cause", "work_pending", "work_expiry")
     rows = []
     for rec in tl.itertuples(index=False):
-        row = {c: str(getattr(rec, c)) for c in CSV_COLUMNS if c not in ("cause", "work_pending")}
+        row = {c: str(getattr(rec, c)) for c in CSV_COLUMNS if c not in own}
         cause = str(rec.cause)
         row["cause"] = CAUSE_TO_VERB.get(cause, cause)
-        row["work_pending"] = "1" if rec.work_pending else "0"
+        if kthread:  # the thread always sleeps with a timeout, or is about to run
+            row["work_pending"] = "1"
+            row["work_expiry"] = str(rec.thread_runs_at)
+        else:
+            row["work_pending"] = "1" if rec.work_pending else "0"
+            row["work_expiry"] = str(rec.work_expiry)
         rows.append(row)
+        if cause == "panic":  # the oracle stops here; balloonsim goes on to destroy the domain
+            break
     return rows
 
 

@@ -58,7 +58,10 @@ class Registry:
 
 #: balloon.c versions (``balloon.driver``); each runs in the same guest kernel (kernel/interface.py)
 DRIVERS = Registry("balloon driver")
+DRIVERS.register("v5.2", "balloonsim.kernel.balloon_v5_2:PreXsa300BalloonDriver")
 DRIVERS.register("v5.12", "balloonsim.kernel.balloon:BalloonDriver")
+DRIVERS.register("v5.15", "balloonsim.kernel.balloon_v5_15:KthreadBalloonDriver")
+DRIVERS.register("v5.16", "balloonsim.kernel.balloon_v5_16:BootWaitBalloonDriver")
 
 #: host memory managers (``host.manager.kind``): a decision policy run at its cadence (managers/base.py)
 MANAGERS = Registry("host memory manager")

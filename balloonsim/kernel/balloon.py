@@ -59,7 +59,7 @@ BP_DONE, BP_WAIT, BP_EAGAIN, BP_ECANCELED = BpState
 
 #: the ``state`` column: the value update_schedule() last returned, NONE before the first pass
 STATES = ("NONE", *(s.value for s in BpState))
-_STATE_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(BpState)}}
+STATE_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(BpState)}}
 
 
 class BalloonDriver:
@@ -308,10 +308,7 @@ class BalloonDriver:
                     state = self.reserve_additional_memory()
 
             if credit < 0:
-                n_pages = min(-credit, self.kernel.si_mem_available())
-                state = self.decrease_reservation(n_pages, GFP_BALLOON)
-                if state is BP_DONE and n_pages != -credit and n_pages < self.kernel.totalreserve_pages:
-                    state = BP_EAGAIN
+                state = self.balloon_down(credit)
 
             state = self.update_schedule(state)
             self.state = state
@@ -335,6 +332,15 @@ class BalloonDriver:
         # Schedule more work if there is some still to be done.
         if state is BP_EAGAIN:
             self.kernel.schedule_delayed_work(self.balloon_worker, self.balloon_stats.schedule_delay * self.kernel.hz)
+
+    def balloon_down(self, credit: int) -> BpState:
+        """The loop's ``if (credit < 0)`` block: since XSA-300 (v5.3) at most MemAvailable pages
+        a turn, and a clamped turn below totalreserve_pages counts as a failure."""
+        n_pages = min(-credit, self.kernel.si_mem_available())
+        state = self.decrease_reservation(n_pages, GFP_BALLOON)
+        if state is BP_DONE and n_pages != -credit and n_pages < self.kernel.totalreserve_pages:
+            state = BP_EAGAIN
+        return state
 
     def _run_steady_iterations(self) -> None:
         """Do at once the coming loop turns that are known to be full, successful batches.
@@ -379,8 +385,12 @@ class BalloonDriver:
             self.balloon_stats.current_pages += pages
         else:
             return
-        self.state = self.update_schedule(BP_DONE)
+        self._steady_turns_done()
         self.kernel.cond_resched_turns(turns)
+
+    def _steady_turns_done(self) -> None:
+        """The state the last of the steady turns left: update_schedule(BP_DONE)."""
+        self.state = self.update_schedule(BP_DONE)
 
     def _steady_turns_out(self, wanted: int, batch: int) -> int:
         """How many coming balloon-out turns are full batches ending BP_DONE."""
@@ -403,7 +413,7 @@ class BalloonDriver:
         worker = self.balloon_worker
         return (
             *balloon_stats_values(self.balloon_stats),
-            _STATE_CODE[self.state],
+            STATE_CODE[self.state],
             worker.pending,
             worker.expiry,
             self.backend_pages,

@@ -25,6 +25,7 @@ from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
 from balloonsim.kernel.interface import BalloonDriver, Gfp, Resource
 from balloonsim.kernel.kswapd import Kswapd
+from balloonsim.kernel.kthread import SLEEP, KernelPanic, KThread, ThreadState
 from balloonsim.kernel.mm import GuestMemory
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import compute_reserves
@@ -49,7 +50,10 @@ class KernelObserver(Protocol):
         """One row of the events table."""
 
     def pass_done(self, guest: GuestKernel) -> None:
-        """A balloon_process() pass has ended."""
+        """A worker pass has ended (a balloon_process() run, or a pass of the balloon thread)."""
+
+    def guest_crashed(self, guest: GuestKernel) -> None:
+        """The guest's kernel panicked: the toolstack destroys its domain (xl's default on_crash)."""
 
     def still_to_come(self, guest: GuestKernel) -> bool:
         """Whether anything besides ``guest``'s balloon worker is still to happen in the run (a
@@ -67,6 +71,7 @@ class GuestKernel:
         xenstore: XenStore,
         observer: KernelObserver,
         bulk_iterations: bool = True,
+        rows_every_pass: bool = False,
     ):
         self.env = env
         self.spec = spec
@@ -103,6 +108,10 @@ class GuestKernel:
         self.activity = BalloonActivity()
         self.meter = CostMeter(spec.costs, self.activity)
         self.iterations_take_no_time = self.meter.timeless
+        # a kthread pass that goes on at once is recorded when time passed, or always with rows_every_pass
+        self.rows_every_pass = rows_every_pass
+        self.passes_unobserved = self.iterations_take_no_time and not rows_every_pass
+        self.crashed = False
 
         spans = zone_layout(self.arch, spec.type, spec.memory)
         reserves = compute_reserves(
@@ -145,6 +154,11 @@ class GuestKernel:
         self._passes_spinning = 0
         self._spinning_since = 0  # ns: the first pass of the present spin
         self._works: list[DelayedWork] = []
+        self._threads: list[KThread] = []
+        self._late_initcalls: list[Callable[[], Process]] = []
+        self.current: KThread | None = None  # the kernel thread running now
+        self._passes_seen = 0  # activity.iterations when a balloon thread last waited
+        self._module_params = {"xen.balloon_boot_timeout": spec.balloon.boot_timeout}
         self._drives: list[simpy.Process] = []  # the workloads' processes
         self._restarts_due = 0  # killed tasks that will start again
         self.kswapd = Kswapd(
@@ -152,7 +166,7 @@ class GuestKernel:
             self.mm,
             self.tasks,
             kconf.kswapd_rate,
-            on_step=lambda: observer.row(self, "kswapd", True),
+            on_step=lambda: self.crashed or observer.row(self, "kswapd", True),
         )
         self.hotplug = MemoryHotplug(
             boot_end_pfn=self.max_pfn,
@@ -180,6 +194,8 @@ class GuestKernel:
         if tunables.hotplug_unpopulated:
             self.sysctl_write("xen/balloon/hotplug_unpopulated", str(tunables.hotplug_unpopulated))
         self.frontend.xen_balloon_init()
+        for initcall in self._late_initcalls:  # run in the init task, which may sleep
+            self._threads.append(self._new_thread(partial(self._boot_task, initcall), "init"))
 
     def row_sources(self) -> list:
         """The components whose named columns make this guest's timeline rows, in column order."""
@@ -312,7 +328,8 @@ class GuestKernel:
         if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
             self._pages_in_seen = self.activity.pages_in
             self.use_freed_memory()
-        self.observer.row(self, "progress", True)
+        if not self._threads:  # a delayed work's long pass; a thread's passes get rows as they end
+            self.observer.row(self, "progress", True)
         ns = self.meter.charge()
         return (Timer(self.env, ns, WORK),) if ns else ()
 
@@ -320,17 +337,109 @@ class GuestKernel:
         """The cond_resched() calls of ``turns`` loop turns done at once."""
         self.activity.iterations += turns
 
+    # -- kernel threads (kthread.py) ----------------------------------------------------------
+
+    @property
+    def jiffies(self) -> int:
+        return self.clock.jiffies(self.env.now)
+
+    def kthread_run(self, threadfn: Callable[[], Process], name: str) -> KThread:
+        thread = self._new_thread(threadfn, name)
+        self._threads.append(thread)
+        return thread
+
+    def _new_thread(self, threadfn: Callable[[], Process], name: str) -> KThread:
+        return KThread(
+            self.env, self.clock, f"{self.name}/{name}", threadfn, on_panic=self._panicked, on_switch=self._switch
+        )
+
+    def _switch(self, thread: KThread | None) -> None:
+        self.current = thread
+
+    def late_initcall_sync(self, initcall: Callable[[], Process]) -> None:
+        self._late_initcalls.append(initcall)
+
+    def _boot_task(self, initcall: Callable[[], Process]) -> Process:
+        """The init task running a late initcall; a row when it returns after having waited."""
+        task = self.current
+        yield from initcall()
+        if task is not None and task.slept:
+            self.observer.row(self, "boot_done")
+
+    def module_param(self, name: str, default: int) -> int:
+        """A module parameter: the kernel command line's value (the scenario's), else the default."""
+        value = self._module_params.get(name)
+        return default if value is None else value
+
+    def wait_event_freezable_timeout(self, wq: WaitQueue, condition: Callable[[], bool], timeout: int) -> Process:
+        """include/linux/wait.h: sleep until ``condition()`` holds after a wake-up on ``wq``, or the
+        timeout; a wake-up that finds it false sleeps again for the time left.  Returns the jiffies
+        left (at least 1 if the condition holds), 0 after a timeout with the condition false."""
+        thread = self.current
+        assert thread is not None, "wait_event_freezable_timeout outside a kernel thread"
+        ret = timeout
+        while True:
+            cond = condition()
+            if cond and not ret:
+                ret = 1
+            if cond or not ret:
+                break
+            woken = thread.woken
+            thread.prepare_to_sleep(wq, ret)
+            self._thread_waits(thread, sleeping=True, woken=woken)
+            yield SLEEP
+            ret = thread.time_left()
+        self._thread_waits(thread, sleeping=False, woken=False)
+        return ret
+
+    def schedule_timeout_interruptible(self, timeout: int) -> Process:
+        thread = self.current
+        assert thread is not None, "schedule_timeout outside a kernel thread"
+        thread.prepare_to_sleep(None, timeout)
+        yield SLEEP
+        return thread.time_left()
+
+    def _thread_waits(self, thread: KThread, *, sleeping: bool, woken: bool) -> None:
+        """The balloon thread is back at its wait: the pass that just ended is told and recorded
+        (always when the thread sleeps now; when it goes on at once, as progress rows are); a
+        thread woken for nothing, which sleeps again, gets a ``resleep`` row."""
+        if self.activity.iterations != self._passes_seen:
+            self._passes_seen = self.activity.iterations
+            self._pass_finished(thread.name, requeued_at_once=not sleeping)
+            if sleeping or self.rows_every_pass:
+                self.observer.pass_done(self)
+            elif not self.meter.timeless:
+                self.observer.row(self, "work", True)
+        elif sleeping and woken:
+            self.observer.row(self, "resleep")
+
+    def panic(self, message: str) -> None:
+        """panic(): never returns."""
+        self.trace("panic", message=f"Kernel panic - not syncing: {message}")
+        raise KernelPanic(message)
+
+    def _panicked(self, thread: KThread, panic: KernelPanic) -> None:
+        """The kernel stopped: no thread, task or kswapd runs again, and the toolstack destroys the domain."""
+        self.observer.row(self, "panic")
+        self.crashed = True
+        for other in self._threads:
+            other.stop()
+        self.observer.guest_crashed(self)
+
     def _work_finished(self, work: DelayedWork) -> None:
         """A worker pass ended: memory it populated may meet waiting demand; its outcome is told."""
+        self._pass_finished(work.name, work.pending and work.expiry <= self.jiffies)
+        self.observer.pass_done(self)
+
+    def _pass_finished(self, name: str, requeued_at_once: bool) -> None:
         self.activity.passes += 1
         self.use_freed_memory()
         outcome = self.driver.pass_outcome()
         if outcome is not None:
             self.trace(*outcome)
-        self._check_spinning(work)
-        self.observer.pass_done(self)
+        self._check_spinning(name, requeued_at_once)
 
-    def _check_spinning(self, work: DelayedWork) -> None:
+    def _check_spinning(self, name: str, requeued_at_once: bool) -> None:
         """Not in the kernel: stop a worker that moves no page and requeues itself at once when
         nothing can end its spin.
 
@@ -340,7 +449,6 @@ class GuestKernel:
         """
         a = self.activity
         moved = a.pages_in + a.pages_out + a.hotplugged
-        requeued_at_once = work.pending and work.expiry <= self.clock.jiffies(self.env.now)
         if moved != self._moved_at_last_pass or not requeued_at_once:
             self._moved_at_last_pass = moved
             self._passes_spinning = 0
@@ -356,7 +464,7 @@ class GuestKernel:
             return
         why = "and nothing still to come in the run can change that" if time_passed else "at one instant"
         raise SimulationError(
-            f"livelock: {work.name} ran {LIVELOCK_RUNS} times in a row without moving a page, "
+            f"livelock: {name} ran {LIVELOCK_RUNS} times in a row without moving a page, "
             f"each time requeuing itself at once (max_schedule_delay "
             f"{self.driver.balloon_stats.max_schedule_delay}), {why}; the modelled kernel code spins like "
             "this until something else changes"
@@ -365,9 +473,18 @@ class GuestKernel:
     def busy(self, *, worker: bool) -> bool:
         """Whether anything in this guest is still to happen: a workload's next step, a killed task's
         restart, kswapd reclaiming, and (``worker``) its balloon worker pending or running."""
+        if self.crashed:
+            return False
         if self.kswapd.running or self._restarts_due or any(p.is_alive for p in self._drives):
             return True
-        return worker and any(w.pending or w.running for w in self._works)
+        if not worker:
+            return False
+        # a sleeping thread wakes by itself (hourly, or the boot wait's polls), but then only acts on credit
+        stats = self.driver.balloon_stats
+        credit = stats.target_pages != stats.current_pages
+        return any(w.pending or w.running for w in self._works) or any(
+            t.state is not ThreadState.SLEEPING or credit for t in self._threads if t.state is not ThreadState.DONE
+        )
 
     # -- sysctl, xenstore, printk -----------------------------------------------------------
 
@@ -417,6 +534,8 @@ class GuestKernel:
             self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task))))
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
+        if self.crashed:
+            return
         self.tasks.set_demand(task, anon, cache)
         self._settle("workload")
 
@@ -453,6 +572,8 @@ class GuestKernel:
 
     def _restart(self, task: Task) -> None:
         self._restarts_due -= 1
+        if self.crashed:
+            return
         self.tasks.revive(task)
         self.trace("restart", task.demand_anon, -1, f"{task.name} started again")
         self._settle("restart")
@@ -514,6 +635,8 @@ class GuestKernel:
 
     def conservation_problem(self) -> str | None:
         """None when every page of the guest is accounted for once; else what is wrong."""
+        if self.crashed:
+            return None  # its domain was destroyed: Xen took every page back
         stats = self.driver.balloon_stats
         mm = self.mm
         lent = self.driver.backend_pages

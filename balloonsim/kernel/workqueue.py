@@ -116,21 +116,34 @@ class Mutex:
 
 
 class WaitQueue:
-    """A wait_queue_head_t: sleepers wait for ``wake_up``, then re-check their condition."""
+    """A wait_queue_head_t: sleepers wait for ``wake_up``, then re-check their condition.
+
+    Two kinds sleep here: a SimPy process (a backend in add_ballooned_pages) waits on the event
+    ``sleep()`` gives it; a kernel thread (kthread.py) adds itself and is woken by ``wake()``.
+    """
 
     def __init__(self, env: simpy.Environment):
         self.env = env
         self._wakeup: simpy.Event | None = None
+        self._threads: list[Any] = []
 
     def sleep(self) -> simpy.Event:
         if self._wakeup is None:
             self._wakeup = self.env.event()
         return self._wakeup
 
+    def add_thread(self, thread: Any) -> None:
+        self._threads.append(thread)
+
+    def remove_thread(self, thread: Any) -> None:
+        self._threads.remove(thread)
+
     def wake_up(self) -> None:
         if self._wakeup is not None:
             wakeup, self._wakeup = self._wakeup, None
             wakeup.succeed()
+        for thread in self._threads:
+            thread.wake()
 
 
 def wait_event_interruptible(

@@ -112,7 +112,13 @@ def domain_summary(
     oom_swap = events[events["kind"] == "oom_invoked"].groupby("domain")["pages"].max()
     swap_peak = np.fmax(peak("swap_pages"), oom_swap.reindex(domains).to_numpy(dtype=float)).astype("int64")
 
-    backoff = (timeline["state"] == "EAGAIN") & timeline["work_pending"]
+    # in back-off: EAGAIN with the retry pending (a delayed work) or the thread asleep until it (a kthread)
+    retry_pending = np.zeros(len(timeline), bool)
+    if "work_pending" in timeline.columns:
+        retry_pending |= timeline["work_pending"].to_numpy(bool)
+    if "thread_runs_at" in timeline.columns:
+        retry_pending |= timeline["thread_runs_at"].to_numpy() >= 0
+    backoff = (timeline["state"] == "EAGAIN").to_numpy() & retry_pending
     unmet_mib_s = (
         pd.Series(pages_to_mib(timeline["unmet_demand"].to_numpy() * held_s))
         .groupby(timeline["domain"].to_numpy())

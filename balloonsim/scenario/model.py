@@ -143,12 +143,32 @@ class Kernel(Model):
         return self
 
 
+#: driver versions whose balloon_init() leaves max_retry_count at RETRY_UNLIMITED (0)
+RETRY_UNLIMITED_DRIVERS = ("v5.2",)
+
+
 class Balloon(Model):
     """The balloon driver's tunables at boot (its sysfs files and sysctl)."""
 
-    driver: str = Field("v5.12", description="balloon.c version: v5.12 (the delayed-work driver of v5.12-v5.14)")
-    max_retry_count: int = Field(4, ge=0, le=units.INT64_MAX, description="0 = RETRY_UNLIMITED")
+    driver: str = Field(
+        "v5.12",
+        description="balloon.c version: v5.2 (before XSA-300), v5.12 (delayed work, v5.12-v5.14), "
+        "v5.15 (the xen-balloon kernel thread), v5.16 (the thread and the boot wait; also 5.15.3+ and 6.x)",
+    )
+    max_retry_count: int = Field(
+        None,  # type: ignore[assignment]  # filled in by _driver_defaults
+        ge=0,
+        le=units.INT64_MAX,
+        description="0 = RETRY_UNLIMITED; default: what the driver's balloon_init() sets (4; v5.2: 0)",
+    )
     max_schedule_delay: int = Field(32, ge=0, le=units.MAX_SECONDS, description="back-off cap, seconds")
+    boot_timeout: int | None = Field(
+        None,
+        ge=0,
+        le=2**32 - 1,
+        description="xen.balloon_boot_timeout, seconds (v5.16+: the boot wait panics after this long "
+        "stalled); default: the driver's (180)",
+    )
     hotplug_unpopulated: Literal[0, 1] = 0
     scrub_pages: bool = True
 
@@ -158,6 +178,16 @@ class Balloon(Model):
         if driver not in DRIVERS:
             raise ValueError(f"unknown driver {driver!r}; drivers: {', '.join(DRIVERS.names())}")
         return driver
+
+    @model_validator(mode="before")
+    @classmethod
+    def _driver_defaults(cls, value: Any) -> Any:
+        """max_retry_count left out is what that driver's balloon_init() sets: RETRY_UNLIMITED
+        before XSA-300 (v5.2), 4 from v5.3 on."""
+        if isinstance(value, dict) and value.get("max_retry_count") is None:
+            unlimited = value.get("driver") in RETRY_UNLIMITED_DRIVERS
+            return {**value, "max_retry_count": 0 if unlimited else 4}
+        return value
 
 
 class Costs(Model):

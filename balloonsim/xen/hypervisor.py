@@ -53,6 +53,15 @@ class Host:
         self.other_pages -= tot_pages
         return dom
 
+    def destroy_domain(self, dom: Domain) -> int:
+        """domain_kill(): every page of the domain goes back to the heap; returns how many."""
+        freed = dom.tot_pages
+        dom.tot_pages = 0
+        dom.max_pages = 0
+        self.domain_pages -= freed
+        self.free_pages += freed
+        return freed
+
     # XENMEM_populate_physmap with order-0 extents
     def populate_physmap(self, dom: Domain, nr_extents: int) -> int:
         """Allocate up to ``nr_extents`` pages to ``dom``; return how many were done.

@@ -83,3 +83,8 @@ class Toolstack:
             self.host.set_max_pages(dom, kib_to_pages(new_target_kib + videoram + LIBXL_MAXMEM_CONSTANT_KIB))
         self.write_target(dom, new_target_kib)
         return None
+
+    def destroy_domain(self, dom: Domain) -> int:
+        """``xl destroy`` (also xl's default ``on_crash``): Xen frees the domain's pages; returns how many."""
+        self.xenstore.remove_domain(dom.domid)
+        return self.host.destroy_domain(dom)

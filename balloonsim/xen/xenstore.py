@@ -31,3 +31,8 @@ class XenStore:
         """Register a watch; like xenstored, fire it once straight away."""
         self._watches.setdefault((domid, path), []).append(callback)
         callback(path)
+
+    def remove_domain(self, domid: int) -> None:
+        """The domain is gone: its keys and watches with it (xenstored's domain release)."""
+        self._values = {k: v for k, v in self._values.items() if k[0] != domid}
+        self._watches = {k: v for k, v in self._watches.items() if k[0] != domid}
