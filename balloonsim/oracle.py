@@ -119,6 +119,8 @@ def script_to_scenario(
         "kernel": kernel,
         "costs": "none",  # the harness's calls take no time
     }
+    if boot_target is not None and int(boot_target) > pages:  # a toolstack would refuse it above static-max
+        domain["static_max"] = f"{int(boot_target)} pages"
     if kthread:
         domain["balloon"] = {"driver": "v5.16"}
         if "balloon_boot_timeout" in init:
