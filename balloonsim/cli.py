@@ -114,35 +114,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a scenario file (YAML)",  # pragma: no mutate
     )
     p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="DIR",
-        help="where to write: a new or empty folder, or an earlier result to replace "  # pragma: no mutate
-        "(default: results/<name>/)",  # pragma: no mutate
-    )
-    p.add_argument(
         "--seed",
         type=_seed,
         metavar="N",
         help="random seed (default: the scenario's seed)",  # pragma: no mutate
     )
-    p.add_argument(
-        "--no-plot",
-        action="store_true",
-        help="do not draw the figures",  # pragma: no mutate
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="write into DIR even if it holds other files; only balloonsim's own there "  # pragma: no mutate
-        "(its tables, run.json and figures) are replaced, nothing else is touched",  # pragma: no mutate
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",  # pragma: no mutate
-    )
+    _output_options(p, "results/<name>/", "the figures")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -282,14 +259,49 @@ failed); 2 bad input: no such DIR, not a baseline, a scenario that cannot be rea
 file changed since it was saved (save the baseline again)."""
 
 
+def _output_options(p: argparse.ArgumentParser, default: str, figures: str) -> None:
+    """-o DIR, --no-plot, --force and --progress, as run and compare take them."""
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where to write: a new or empty folder, or an earlier result to replace "  # pragma: no mutate
+        f"(default: {default})",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--no-plot",
+        action="store_true",
+        help=f"do not draw {figures}",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into DIR even if it holds other files; only balloonsim's own there "  # pragma: no mutate
+        "(its tables, run.json and figures) are replaced, nothing else is touched",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",  # pragma: no mutate
+    )
+
+
+def _described(sub: Any, name: str, helptext: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose description is printed as written (paragraphs, the exit statuses)."""
+    return sub.add_parser(
+        name, help=helptext, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
 def add_compare_parser(sub: Any) -> None:
     from balloonsim.results.metrics import metric_names
 
-    p = sub.add_parser(
+    p = _described(
+        sub,
         "compare",
-        help="run a scenario with two settings (or two scenarios), same seed: what changed",  # pragma: no mutate
-        description=COMPARE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run a scenario with two settings (or two scenarios), same seed: what changed",  # pragma: no mutate
+        COMPARE_HELP,
     )
     p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML): A")  # pragma: no mutate
     p.add_argument(
@@ -308,8 +320,11 @@ def add_compare_parser(sub: Any) -> None:
             help=f"a setting of run {side.upper()} (repeatable)",  # pragma: no mutate
         )
     p.add_argument(
-        "--seed", type=_seed, metavar="N", help="both runs' seed (default: A's scenario's)"
-    )  # pragma: no mutate
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="both runs' seed (default: A's scenario's)",  # pragma: no mutate
+    )
     p.add_argument(
         "--fail-if",
         action="append",
@@ -318,47 +333,42 @@ def add_compare_parser(sub: Any) -> None:
         help=FAIL_IF_HELP + metric_names(),
     )
     p.add_argument(
-        "--all", action="store_true", help="print every metric, not only those that changed"
-    )  # pragma: no mutate
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="DIR",
-        help="where to write (default: results/<name>-compare/); the same rules as run's",  # pragma: no mutate
+        "--all",
+        action="store_true",
+        help="print every metric, not only those that changed",  # pragma: no mutate
     )
-    p.add_argument("--no-plot", action="store_true", help="do not draw compare.png")  # pragma: no mutate
-    p.add_argument("--force", action="store_true", help="as run's --force")  # pragma: no mutate
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, help="as run's --progress")  # pragma: no mutate
+    _output_options(p, "results/<name>-compare/", "compare.png")
     p.set_defaults(func=cmd_compare)
 
 
 def add_baseline_parser(sub: Any) -> None:
-    p = sub.add_parser(
+    p = _described(
+        sub,
         "baseline",
-        help="save scenarios' metrics, and check them again after a change (for CI)",  # pragma: no mutate
-        description=BASELINE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "save scenarios' metrics, and check them again after a change (for CI)",  # pragma: no mutate
+        BASELINE_HELP,
     )
     bsub = p.add_subparsers(required=True, metavar="ACTION")
-    q = bsub.add_parser(
-        "save",
-        help="run SCENARIOS and save their metrics to DIR",  # pragma: no mutate
-        description=BASELINE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
+    q = _described(bsub, "save", "run SCENARIOS and save their metrics to DIR", BASELINE_HELP)  # pragma: no mutate
     q.add_argument("directory", type=Path, metavar="DIR")
     q.add_argument("scenarios", type=Path, nargs="+", metavar="SCENARIO")
     q.add_argument(
-        "--seed", type=_seed, metavar="N", help="every run's seed (default: each scenario's)"
-    )  # pragma: no mutate
-    q.add_argument("--force", action="store_true", help="as run's --force")  # pragma: no mutate
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="every run's seed (default: each scenario's)",  # pragma: no mutate
+    )
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="write into DIR even if it holds other files; only balloonsim's own are replaced",  # pragma: no mutate
+    )
     q.set_defaults(func=cmd_baseline_save)
-    q = bsub.add_parser(
+    q = _described(
+        bsub,
         "check",
-        help="run DIR's scenarios again; exit 1 if a metric moved beyond its tolerance",  # pragma: no mutate
-        description=BASELINE_HELP,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        "run DIR's scenarios again; exit 1 if a metric moved beyond its tolerance",  # pragma: no mutate
+        BASELINE_HELP,
     )
     q.add_argument("directory", type=Path, metavar="DIR")
     q.add_argument(
