@@ -113,13 +113,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help="a scenario file (YAML)",  # pragma: no mutate
     )
-    p.add_argument(
-        "--seed",
-        type=_seed,
-        metavar="N",
-        help="random seed (default: the scenario's seed)",  # pragma: no mutate
-    )
-    _output_options(p, "results/<name>/", "the figures")
+    _output_options(p, "results/<name>/", "random seed (default: the scenario's seed)", "the figures")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -259,8 +253,8 @@ failed); 2 bad input: no such DIR, not a baseline, a scenario that cannot be rea
 file changed since it was saved (save the baseline again)."""
 
 
-def _output_options(p: argparse.ArgumentParser, default: str, figures: str) -> None:
-    """-o DIR, --no-plot, --force and --progress, as run and compare take them."""
+def _output_options(p: argparse.ArgumentParser, default: str, seed: str, figures: str) -> None:
+    """-o DIR, --seed, --no-plot, --force and --progress, as run and compare take them."""
     p.add_argument(
         "-o",
         "--output",
@@ -268,6 +262,12 @@ def _output_options(p: argparse.ArgumentParser, default: str, figures: str) -> N
         metavar="DIR",
         help="where to write: a new or empty folder, or an earlier result to replace "  # pragma: no mutate
         f"(default: {default})",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help=seed,  # pragma: no mutate
     )
     p.add_argument(
         "--no-plot",
@@ -320,12 +320,6 @@ def add_compare_parser(sub: Any) -> None:
             help=f"a setting of run {side.upper()} (repeatable)",  # pragma: no mutate
         )
     p.add_argument(
-        "--seed",
-        type=_seed,
-        metavar="N",
-        help="both runs' seed (default: A's scenario's)",  # pragma: no mutate
-    )
-    p.add_argument(
         "--fail-if",
         action="append",
         default=[],
@@ -337,7 +331,7 @@ def add_compare_parser(sub: Any) -> None:
         action="store_true",
         help="print every metric, not only those that changed",  # pragma: no mutate
     )
-    _output_options(p, "results/<name>-compare/", "compare.png")
+    _output_options(p, "results/<name>-compare/", "both runs' seed (default: A's scenario's)", "compare.png")
     p.set_defaults(func=cmd_compare)
 
 
