@@ -376,7 +376,7 @@ def add_baseline_parser(sub: Any) -> None:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from balloonsim.compare import compare_scenarios, render, save_comparison, settings_label
+    from balloonsim.comparison import compare_scenarios, render, save_comparison, settings_label
     from balloonsim.conditions import parse_condition
     from balloonsim.results.store import check_destination
     from balloonsim.scenario import load_scenario

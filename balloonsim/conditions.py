@@ -26,6 +26,7 @@ import pandas as pd
 
 from balloonsim.errors import UsageError
 from balloonsim.results.metrics import COUNT, HOST_METRICS, METRICS, format_value, metric_names, read_quantity
+from balloonsim.results.result import HOST
 
 COMPARISONS: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
     ">=": operator.ge,
@@ -106,7 +107,9 @@ class Condition:
         return [*self.left.refs, *self.right.refs]
 
     def holds(self, wide: pd.DataFrame) -> pd.Series:
-        """Per domain of ``wide`` (index domain, columns (a|b|change, metric)): does it hold?"""
+        """Per guest of ``wide`` (index domain, the host's row HOST; columns (a|b|change, metric)),
+        or for the host if its metrics are the host's: does it hold?"""
+        wide = wide[(wide.index == HOST) == self.host]
         left, right = self._side(self.left, wide), self._side(self.right, wide)
         with np.errstate(invalid="ignore"):
             return pd.Series(COMPARISONS[self.op](left, right), index=wide.index)
