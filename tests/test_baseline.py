@@ -20,8 +20,7 @@ from balloonsim.cli import main
 from balloonsim.errors import UsageError
 from balloonsim.kernel.balloon import BalloonDriver
 from balloonsim.registry import DRIVERS
-from conftest import GiB, MiB
-from test_compare import RETRY
+from conftest import RETRY, GiB, MiB
 
 
 class OneRetryDriver(BalloonDriver):

@@ -29,24 +29,7 @@ from balloonsim.errors import ScenarioError
 from balloonsim.plots import runs_figure
 from balloonsim.results.result import HOST
 from balloonsim.scenario.overrides import with_settings
-from conftest import GiB, MiB
-
-RETRY = """\
-name: retry
-duration: 30s
-host: {free: 0}
-domains:
-  - name: g
-    memory: 1GiB
-    initial_target: absent
-    kernel: {totalreserve_pages: 0, floor_balloon: 0, floor_user: 0}
-    costs: none
-events:
-  - {at: 1s, domain: g, target: 512MiB}
-  - {at: 2s, host_free: 0}
-  - {at: 10s, domain: g, target: 1GiB}
-  - {at: 15s, host_free: 1GiB}
-"""
+from conftest import RETRY, GiB, MiB
 
 FOUR, ONE = {"balloon.max_retry_count": 4}, {"balloon.max_retry_count": 1}
 
