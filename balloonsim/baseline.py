@@ -100,8 +100,7 @@ def save_baseline(
     for path, scenario in loaded:
         result = Simulation(scenario, seed).run(progress=False)
         metrics = {
-            domain: {m: None if math.isinf(v) else v for m, v in values.items()}
-            for domain, values in _by_domain(result).items()
+            domain: {m: _json_number(v) for m, v in values.items()} for domain, values in _by_domain(result).items()
         }
         files[scenario.name + BASELINE_SUFFIX] = {
             "scenario": scenario.name,
@@ -117,6 +116,13 @@ def save_baseline(
             (tmp / name).write_text(json.dumps(content, indent=1) + "\n")
 
     save_folder(directory, write, {"baseline": sorted(files)}, force=force)
+
+
+def _json_number(value: float) -> float | int | None:
+    """A metric in JSON: a whole number as an integer, a time that never came as null."""
+    if math.isinf(value):
+        return None
+    return int(value) if value == int(value) else value
 
 
 def _by_domain(result: Result) -> dict[str, dict[str, float]]:

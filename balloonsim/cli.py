@@ -1,12 +1,15 @@
 """The ``balloonsim`` command.
 
 Exit status: 0 success; 1 a run failed (a broken invariant, a livelock), its
-result could not be written (disk full, another run writing the same folder)
-or a comparison found differences; 2 bad input (a scenario or script that
-cannot be used, a wrong option, an output folder that must not or cannot be
-written, a damaged result); 128 + the signal's number when interrupted (130
-Ctrl-C, 143 SIGTERM); 141 when standard output's reader stopped reading
-(``| head``), as for a command killed by SIGPIPE: what was written stays.
+result could not be written (disk full, another run writing the same folder),
+``oracle compare`` found differences, a ``compare --fail-if`` condition held
+or a ``baseline check`` metric moved beyond its tolerance; 2 bad input (a
+scenario, script, setting or condition that cannot be used, a wrong option, an
+output folder that must not or cannot be written, a damaged result or
+baseline, a baseline's scenario changed since it was saved); 128 + the
+signal's number when interrupted (130 Ctrl-C, 143 SIGTERM); 141 when standard
+output's reader stopped reading (``| head``), as for a command killed by
+SIGPIPE: what was written stays.
 
 Commands import the heavy parts (the engine, plots) when they run.
 """
