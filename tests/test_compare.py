@@ -246,3 +246,17 @@ def test_the_figure_draws_both_runs_of_every_domain_and_the_host(comparison):
 def test_bad_settings_from_python_are_scenario_errors(retry):
     with pytest.raises(ScenarioError, match=r"^b balloon.max_retry_count: Input should be a valid integer"):
         balloonsim.compare(retry, b={"balloon.max_retry_count": "many"})
+
+
+def test_the_host_needed_time_is_when_free_memory_first_reached_it(tmp_path):
+    # host.needed 768 MiB: at 1 s the guest gives back only 512 MiB, at 2 s others take it all;
+    # at 15 s the host gets 1 GiB free: reached at 15 s in both runs (A's guest takes 512 MiB at 16 s)
+    path = tmp_path / "needed.yaml"
+    path.write_text(RETRY.replace("host: {free: 0}", "host: {free: 0, needed: 768MiB}"))
+    t = balloonsim.compare(path, b=ONE).table.set_index(["domain", "metric"])
+    assert (t.loc[(HOST, "host_needed_time"), "a"], t.loc[(HOST, "host_needed_time"), "b"]) == (15.0, 15.0)
+    never = tmp_path / "never.yaml"
+    never.write_text(RETRY.replace("host: {free: 0}", "host: {free: 0, needed: 2GiB}"))
+    assert balloonsim.compare(never).table.set_index(["domain", "metric"]).loc[(HOST, "host_needed_time"), "b"] == (
+        math.inf
+    )
