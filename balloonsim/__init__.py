@@ -4,12 +4,14 @@
 >>> scenario = balloonsim.load_scenario("scenarios/quickstart.yaml")
 >>> result = balloonsim.run(scenario, seed=1)
 >>> result.timeline.head()
+>>> balloonsim.compare(scenario, a={"balloon.max_retry_count": 4}, b={"balloon.max_retry_count": 1}).changed
 """
 
 __version__ = "0.2.0"
 
+from balloonsim.comparison import Comparison, compare  # noqa: E402
 from balloonsim.engine import run  # noqa: E402
 from balloonsim.results.result import Result  # noqa: E402
 from balloonsim.scenario import Scenario, load_scenario, parse_scenario  # noqa: E402
 
-__all__ = ["Result", "Scenario", "__version__", "load_scenario", "parse_scenario", "run"]
+__all__ = ["Comparison", "Result", "Scenario", "__version__", "compare", "load_scenario", "parse_scenario", "run"]

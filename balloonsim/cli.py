@@ -1,12 +1,15 @@
 """The ``balloonsim`` command.
 
 Exit status: 0 success; 1 a run failed (a broken invariant, a livelock), its
-result could not be written (disk full, another run writing the same folder)
-or a comparison found differences; 2 bad input (a scenario or script that
-cannot be used, a wrong option, an output folder that must not or cannot be
-written, a damaged result); 128 + the signal's number when interrupted (130
-Ctrl-C, 143 SIGTERM); 141 when standard output's reader stopped reading
-(``| head``), as for a command killed by SIGPIPE: what was written stays.
+result could not be written (disk full, another run writing the same folder),
+``oracle compare`` found differences, a ``compare --fail-if`` condition held
+or a ``baseline check`` metric moved beyond its tolerance; 2 bad input (a
+scenario, script, setting or condition that cannot be used, a wrong option, an
+output folder that must not or cannot be written, a damaged result or
+baseline, a baseline's scenario changed since it was saved); 128 + the
+signal's number when interrupted (130 Ctrl-C, 143 SIGTERM); 141 when standard
+output's reader stopped reading (``| head``), as for a command killed by
+SIGPIPE: what was written stays.
 
 Commands import the heavy parts (the engine, plots) when they run.
 """
@@ -38,6 +41,10 @@ examples:
   balloonsim run scenarios/quickstart.yaml -o /tmp/q --seed 7
   balloonsim validate scenarios/*.yaml
   balloonsim plot results/quickstart                  redraw its figures from the Parquet files
+  balloonsim compare scenarios/quickstart.yaml --a balloon.max_retry_count=4 --b balloon.max_retry_count=1
+  balloonsim compare a.yaml b.yaml --fail-if "oom_kills > 0"
+  balloonsim baseline save ci/baseline scenarios/*.yaml
+  balloonsim baseline check ci/baseline --tolerance backoff_seconds=10%
   balloonsim oracle convert script.script -o scenario.yaml
   balloonsim oracle compare script.script oracle.csv
   balloonsim bench
@@ -109,36 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help="a scenario file (YAML)",  # pragma: no mutate
     )
-    p.add_argument(
-        "-o",
-        "--output",
-        type=Path,
-        metavar="DIR",
-        help="where to write: a new or empty folder, or an earlier result to replace "  # pragma: no mutate
-        "(default: results/<name>/)",  # pragma: no mutate
-    )
-    p.add_argument(
-        "--seed",
-        type=_seed,
-        metavar="N",
-        help="random seed (default: the scenario's seed)",  # pragma: no mutate
-    )
-    p.add_argument(
-        "--no-plot",
-        action="store_true",
-        help="do not draw the figures",  # pragma: no mutate
-    )
-    p.add_argument(
-        "--force",
-        action="store_true",
-        help="write into DIR even if it holds other files; only balloonsim's own there "  # pragma: no mutate
-        "(its tables, run.json and figures) are replaced, nothing else is touched",  # pragma: no mutate
-    )
-    p.add_argument(
-        "--progress",
-        action=argparse.BooleanOptionalAction,
-        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",  # pragma: no mutate
-    )
+    _output_options(p, "results/<name>/", "random seed (default: the scenario's seed)", "the figures")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser(
@@ -225,6 +203,9 @@ def build_parser() -> argparse.ArgumentParser:
         )
         q.set_defaults(func=cmd_oracle_convert if name == "convert" else cmd_oracle_compare)
 
+    add_compare_parser(sub)
+    add_baseline_parser(sub)
+
     p = sub.add_parser(
         "bench",
         help="measure speed (wall time, pages/s, worker passes/s)",  # pragma: no mutate
@@ -238,6 +219,230 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_bench)
     return parser
+
+
+COMPARE_HELP = """\
+Run SCENARIO twice, A and B, with the same seed, and print, per guest and for the host, the
+metrics that changed (--all: every one); write them to DIR as comparison.parquet and
+comparison.csv (domain, metric, unit, a, b, change = b - a), with compare.png (both runs'
+timelines on one figure) and run.json.  A and B differ by settings (--a/--b KEY=VALUE) or are
+two scenario files with the same domain names (SCENARIO SCENARIO_B), or both.
+
+KEY is a dotted path into the scenario; a key under a domain (balloon.driver, kernel.thp, costs,
+memory, ...) sets it in EVERY domain, domains.NAME.KEY in one.  VALUE is read as YAML: 4, true,
+v5.15, 512MiB, none, {xen_page: 1us}.
+
+exit status: 0 no --fail-if condition holds; 1 one holds (each is printed: guest, values), or
+a run failed; 2 bad input (a scenario, a setting, a condition, an output folder)."""
+
+FAIL_IF_HELP = (
+    "exit 1 if EXPR holds for any guest (or the host): [a.|b.|change.]METRIC OP VALUE, "  # pragma: no mutate
+    "OP one of > >= < <= == !=, VALUE a number with a unit where the metric has one "  # pragma: no mutate
+    "(30s, 512MiB) or another metric, times or plus a number "  # pragma: no mutate
+    "('b.backoff_seconds > a.backoff_seconds * 1.1'); no prefix: B's value; change: B - A; "  # pragma: no mutate
+    "a target never reached takes for ever. Metrics: "  # pragma: no mutate
+)
+
+BASELINE_HELP = """\
+'save' runs each SCENARIO and writes its metrics (not its timelines) to DIR, one
+<name>.baseline.json per scenario with its path (relative to DIR), sha256, seed and
+balloonsim's version.  'check' runs them again with the same seeds and reports every metric
+that moved beyond its tolerance, either way (scenario, guest, metric, baseline -> now,
+tolerance).  Default tolerances: counts (oom_kills, cancellations, eagain_passes) exact;
+seconds 5%; pages 1%; MiB*s 5%.
+
+exit status: 0 every metric within its tolerance (save: saved); 1 a metric moved (or a run
+failed); 2 bad input: no such DIR, not a baseline, a scenario that cannot be read or whose
+file changed since it was saved (save the baseline again)."""
+
+
+def _output_options(p: argparse.ArgumentParser, default: str, seed: str, figures: str) -> None:
+    """-o DIR, --seed, --no-plot, --force and --progress, as run and compare take them."""
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        metavar="DIR",
+        help="where to write: a new or empty folder, or an earlier result to replace "  # pragma: no mutate
+        f"(default: {default})",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help=seed,  # pragma: no mutate
+    )
+    p.add_argument(
+        "--no-plot",
+        action="store_true",
+        help=f"do not draw {figures}",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="write into DIR even if it holds other files; only balloonsim's own there "  # pragma: no mutate
+        "(its tables, run.json and figures) are replaced, nothing else is touched",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar: simulating, saving, drawing (default: on a terminal)",  # pragma: no mutate
+    )
+
+
+def _described(sub: Any, name: str, helptext: str, description: str) -> argparse.ArgumentParser:
+    """A subcommand whose description is printed as written (paragraphs, the exit statuses)."""
+    return sub.add_parser(
+        name, help=helptext, description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+
+
+def add_compare_parser(sub: Any) -> None:
+    from balloonsim.results.metrics import metric_names
+
+    p = _described(
+        sub,
+        "compare",
+        "run a scenario with two settings (or two scenarios), same seed: what changed",  # pragma: no mutate
+        COMPARE_HELP,
+    )
+    p.add_argument("scenario", type=Path, metavar="SCENARIO", help="a scenario file (YAML): A")  # pragma: no mutate
+    p.add_argument(
+        "scenario_b",
+        type=Path,
+        nargs="?",
+        metavar="SCENARIO_B",
+        help="B's scenario file (default: SCENARIO)",  # pragma: no mutate
+    )
+    for side in ("a", "b"):
+        p.add_argument(
+            f"--{side}",
+            action="append",
+            default=[],
+            metavar="KEY=VALUE",
+            help=f"a setting of run {side.upper()} (repeatable)",  # pragma: no mutate
+        )
+    p.add_argument(
+        "--fail-if",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        help=FAIL_IF_HELP + metric_names(),
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="print every metric, not only those that changed",  # pragma: no mutate
+    )
+    _output_options(p, "results/<name>-compare/", "both runs' seed (default: A's scenario's)", "compare.png")
+    p.set_defaults(func=cmd_compare)
+
+
+def add_baseline_parser(sub: Any) -> None:
+    p = _described(
+        sub,
+        "baseline",
+        "save scenarios' metrics, and check them again after a change (for CI)",  # pragma: no mutate
+        BASELINE_HELP,
+    )
+    bsub = p.add_subparsers(required=True, metavar="ACTION")
+    q = _described(bsub, "save", "run SCENARIOS and save their metrics to DIR", BASELINE_HELP)  # pragma: no mutate
+    q.add_argument("directory", type=Path, metavar="DIR")
+    q.add_argument("scenarios", type=Path, nargs="+", metavar="SCENARIO")
+    q.add_argument(
+        "--seed",
+        type=_seed,
+        metavar="N",
+        help="every run's seed (default: each scenario's)",  # pragma: no mutate
+    )
+    q.add_argument(
+        "--force",
+        action="store_true",
+        help="write into DIR even if it holds other files; only balloonsim's own are replaced",  # pragma: no mutate
+    )
+    q.set_defaults(func=cmd_baseline_save)
+    q = _described(
+        bsub,
+        "check",
+        "run DIR's scenarios again; exit 1 if a metric moved beyond its tolerance",  # pragma: no mutate
+        BASELINE_HELP,
+    )
+    q.add_argument("directory", type=Path, metavar="DIR")
+    q.add_argument(
+        "--tolerance",
+        action="append",
+        default=[],
+        metavar="METRIC=TOL",
+        help="METRIC=N%% (relative) or METRIC=AMOUNT (absolute: 2s, 64MiB, 1); repeatable",  # pragma: no mutate
+    )
+    q.set_defaults(func=cmd_baseline_check)
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from balloonsim.comparison import compare_scenarios, render, save_comparison, settings_label
+    from balloonsim.conditions import parse_condition
+    from balloonsim.results.store import check_destination
+    from balloonsim.scenario import load_scenario
+    from balloonsim.scenario.overrides import parse_setting, with_settings
+
+    conditions = [parse_condition(text) for text in args.fail_if]  # bad input before any run
+    with warnings_printed(sys.stderr):
+        base_a = load_scenario(args.scenario)
+        base_b = load_scenario(args.scenario_b) if args.scenario_b else base_a
+    settings = {side: dict(parse_setting(text, f"--{side}") for text in getattr(args, side)) for side in ("a", "b")}
+    with warnings_printed(sys.stderr):
+        a = with_settings(base_a, settings["a"], "--a")
+        b = with_settings(base_b, settings["b"], "--b")
+    out = args.output or Path("results") / f"{a.name}-compare"
+    check_destination(out, force=args.force)  # before simulating, not after
+    files_ab = (args.scenario, args.scenario_b) if args.scenario_b else (None, None)
+    labels = (settings_label(settings["a"], files_ab[0]), settings_label(settings["b"], files_ab[1]))
+    with warnings_printed(sys.stderr):
+        comparison = compare_scenarios(a, b, args.seed, labels=labels, progress=args.progress)
+    print(render(comparison, show_all=args.all))
+    files = save_comparison(comparison, out, plot=not args.no_plot, force=args.force)
+    print(f"\nwrote {out}/ ({', '.join(files)}, run.json)")
+    held = 0
+    wide = comparison.wide
+    for condition in conditions:
+        holds = condition.holds(wide)
+        for domain in holds.index[holds.to_numpy()]:
+            print(f"fail-if {condition.text!r} holds for {domain}: {condition.explain(wide, domain)}")
+            held += 1
+    return 1 if held else 0
+
+
+def cmd_baseline_save(args: argparse.Namespace) -> int:
+    from balloonsim.baseline import save_baseline
+
+    with warnings_printed(sys.stderr):
+        save_baseline(args.directory, args.scenarios, args.seed, force=args.force)
+    print(f"saved the metrics of {len(args.scenarios)} scenario(s) to {args.directory}/")
+    return 0
+
+
+def cmd_baseline_check(args: argparse.Namespace) -> int:
+    from balloonsim.baseline import check_baseline, load_baseline, parse_tolerance
+
+    tolerances = dict(parse_tolerance(text) for text in args.tolerance)
+    with warnings_printed(sys.stderr):
+        saved = load_baseline(args.directory)
+        report = check_baseline(saved, tolerances)
+    moved_in = 0
+    for entry, moved in report:
+        compared = sum(len(values) for values in entry.metrics.values())
+        version = f"; saved by balloonsim {entry.version}" if entry.version != __version__ else ""
+        verdict = f"{len(moved)} of {compared} metrics moved" if moved else f"all {compared} metrics within tolerance"
+        print(f"{entry.scenario.name} (seed {entry.seed}{version}): {verdict}")
+        for m in moved:
+            print(f"  {m.line()}")
+        moved_in += bool(moved)
+    if moved_in:
+        print(
+            f"\n{moved_in} of {len(report)} scenario(s) moved beyond tolerance; if intended, save the baseline again "
+            f"(balloonsim baseline save {args.directory} SCENARIOS...)"
+        )
+    return 1 if moved_in else 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:

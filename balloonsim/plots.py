@@ -16,7 +16,9 @@ settings), and every legend says what its lines and marks mean:
   groups of consecutive guests when there are more than ``HEATMAP_ROWS``;
 * ``summary_figure``: bar charts of the summary table, the worst guests;
 * ``compare_figure``: one domain in several runs (two policies, two knobs)
-  on the same axes.
+  on the same axes;
+* ``runs_figure``: several runs of a scenario, every domain and the host
+  (``balloonsim compare``'s figure).
 
 ``write_figures`` draws the set ``balloonsim run`` and ``balloonsim plot``
 write next to the tables (memory figures for the guests that suffered most).
@@ -534,12 +536,10 @@ def compare_figure(results: dict[str, Result], domain: str) -> Figure:
     end = max((float(r["time_s"].max()) for r in rows.values() if len(r)), default=0.0)
     t_div, t_label = time_unit(end)
     div, unit = size_unit(max(_peak(r[["current_pages", "target_pages"]]) for r in rows.values()))
+    _draw_runs(top, rows, t_div, div)
     for i, (label, r) in enumerate(rows.items()):
-        color = f"C{i}"
         t = r["time_s"].to_numpy() / t_div
-        top.step(t, r["current_pages"].to_numpy() / div, where="post", color=color, label=f"{label}: current")
-        top.step(t, r["target_pages"].to_numpy() / div, where="post", color=color, ls="--", label=f"{label}: target")
-        bottom.step(t, r["mem_available"].to_numpy() / div, where="post", color=color, label=label)
+        bottom.step(t, r["mem_available"].to_numpy() / div, where="post", color=f"C{i}", label=label)
     top.set_title(f"{domain}: current and target in each run", loc="left", fontsize=10)
     bottom.set_title("MemAvailable", loc="left", fontsize=10)
     for ax in (top, bottom):
@@ -548,6 +548,57 @@ def compare_figure(results: dict[str, Result], domain: str) -> Figure:
         _legend(ax)
     bottom.set_xlabel(t_label)
     _heading(fig, *(f"{label}: {run_label(r.metadata)}" for label, r in results.items()))
+    return fig
+
+
+def _draw_runs(ax: Axes, rows: dict[str, pd.DataFrame], t_div: float, div: float) -> None:
+    """Each run's current_pages (solid) and target_pages (dashed) of one domain, one colour per run."""
+    for i, (label, r) in enumerate(rows.items()):
+        t = r["time_s"].to_numpy() / t_div
+        lw = _run_width(i, len(rows))
+        ax.step(t, r["current_pages"].to_numpy() / div, where="post", color=f"C{i}", lw=lw, label=f"{label}: current")
+        ax.step(
+            t, r["target_pages"].to_numpy() / div, where="post", color=f"C{i}", lw=lw, ls="--", label=f"{label}: target"
+        )
+
+
+def _run_width(i: int, runs: int) -> float:
+    """Earlier runs' lines are wider, so that where runs agree each one still shows under the next."""
+    return 1.3 + 2.0 * (runs - 1 - i) / max(runs - 1, 1)
+
+
+def runs_figure(results: dict[str, Result], domains: Iterable[str]) -> Figure:
+    """Several runs of one scenario on one figure: per domain (at most MAX_PANELS), each run's
+    current (solid) and target (dashed), one colour per run; each run's host free memory below."""
+    names = list(domains)
+    shown = names[:MAX_PANELS]
+    rows = {label: rows_by_domain(r.timeline, shown) for label, r in results.items()}
+    t_div, t_label = time_unit(max(_end_s(r) for r in results.values()))
+    fig = Figure(
+        figsize=(10, 2.1 * (len(shown) + 1) + 1.6 + 0.3 * len(results)), layout="constrained"
+    )  # pragma: no mutate
+    axes = fig.subplots(nrows=len(shown) + 1, sharex=True, squeeze=False)[:, 0]
+    for ax, name in zip(axes, shown, strict=False):
+        of_domain = {label: by_name[name] for label, by_name in rows.items()}
+        div, unit = size_unit(max(_peak(r[["current_pages", "target_pages"]]) for r in of_domain.values()))
+        _draw_runs(ax, of_domain, t_div, div)
+        ax.set_title(name, loc="left", fontsize=10)
+        ax.set_ylabel(unit)
+    host = axes[-1]
+    div, unit = size_unit(max(_peak(r.host["host_free"]) for r in results.values()))
+    for i, (label, r) in enumerate(results.items()):
+        t = r.host["time_s"].to_numpy() / t_div
+        free = r.host["host_free"].to_numpy() / div
+        host.step(t, free, where="post", color=f"C{i}", lw=_run_width(i, len(results)), label=f"{label}: host free")
+    host.set_title("host free memory", loc="left", fontsize=10)
+    host.set_ylabel(unit)
+    host.set_xlabel(t_label)
+    for ax in axes:
+        ax.grid(alpha=0.3)  # pragma: no mutate
+    _figure_legend(fig, axes)
+    left_out = len(names) - len(shown)
+    note = f"{left_out} more domains not drawn (the table has them all)" if left_out > 0 else ""
+    _heading(fig, *(f"{label}: {run_label(r.metadata)}" for label, r in results.items()), note)
     return fig
 
 

@@ -19,6 +19,24 @@ settings.load_profile("default")
 GiB = 262144  # pages
 MiB = 256
 
+#: test_compare's and test_baseline's scenario (test_compare's docstring derives its runs)
+RETRY = """\
+name: retry
+duration: 30s
+host: {free: 0}
+domains:
+  - name: g
+    memory: 1GiB
+    initial_target: absent
+    kernel: {totalreserve_pages: 0, floor_balloon: 0, floor_user: 0}
+    costs: none
+events:
+  - {at: 1s, domain: g, target: 512MiB}
+  - {at: 2s, host_free: 0}
+  - {at: 10s, domain: g, target: 1GiB}
+  - {at: 15s, host_free: 1GiB}
+"""
+
 
 def make_scenario(
     events: list[dict[str, Any]] | None = None,

@@ -47,6 +47,10 @@ from balloonsim.results.result import Result
 
 TABLES = ("timeline", "events", "host", "targets", "summary")
 TABLE_FILES = frozenset(f"{t}.parquet" for t in TABLES)
+#: the tables of ``balloonsim compare`` (and its figure, compare.png)
+COMPARISON_FILES = frozenset({"comparison.parquet", "comparison.csv", "compare.png"})
+#: ``balloonsim baseline save`` writes one ``<scenario>.baseline.json`` per scenario
+BASELINE_SUFFIX = ".baseline.json"
 #: the figures a run draws, besides ``memory-<domain>.png`` (``plots.write_figures``)
 FIGURES = ("timeline.png", "host.png", "gap_heatmap.png", "summary.png")
 METADATA_KEY = b"balloonsim"
@@ -170,13 +174,16 @@ def _own_files(directory: Path) -> set[str]:
 
 
 def _is_own_kind(name: str) -> bool:
-    return name in TABLE_FILES or (name.endswith(".png") and "/" not in name)
+    own = name in TABLE_FILES or name in COMPARISON_FILES or name.endswith(BASELINE_SUFFIX)
+    return "/" not in name and (own or name.endswith(".png"))
 
 
 def _may_write(name: str) -> bool:
-    """A name a run may write: its tables, run.json, its figures (``plots.write_figures``)."""
+    """A name a save may write: a run's tables, run.json, its figures (``plots.write_figures``);
+    a comparison's files; a baseline's."""
     figure = name in FIGURES or name.startswith("memory-") and name.endswith(".png")
-    return name == RUN_JSON or name in TABLE_FILES or figure
+    others = name in COMPARISON_FILES or name.endswith(BASELINE_SUFFIX)
+    return name == RUN_JSON or name in TABLE_FILES or figure or others
 
 
 def save_result(
@@ -194,17 +201,29 @@ def save_result(
     is told after each table is written.  Raises ResultError if ``directory`` may not be written
     (see ``check_destination``), ResultBusy if another save holds it, SaveError if writing fails.
     """
+    run = dict(result.metadata)
+    if scenario is not None:
+        run["scenario_definition"] = scenario
+
+    def write(tmp: Path) -> None:
+        _write_tables(result, tmp, on_table)
+        if extra is not None:
+            extra(tmp)
+
+    return save_folder(directory, write, run, force=force)
+
+
+def save_folder(
+    directory: str | Path, write: Callable[[Path], None], run: dict[str, Any], *, force: bool = False
+) -> Path:
+    """Save what ``write(tmpdir)`` writes, with ``run`` as its run.json, as ``save_result`` saves a
+    result: the same refusals, one writer, swapped in whole (a comparison and a baseline use it)."""
     directory = Path(directory)
     check_destination(directory, force=force)
     try:
         directory.resolve().parent.mkdir(parents=True, exist_ok=True)
         with _saving(directory.resolve()) as (tmp, held):
-            _write_tables(result, tmp, on_table)
-            if extra is not None:
-                extra(tmp)
-            run = dict(result.metadata)
-            if scenario is not None:
-                run["scenario_definition"] = scenario
+            write(tmp)
             _write_run_json(tmp, run, os.listdir(tmp))
             destination = check_destination(directory, force=force)  # again: it may have changed meanwhile
             with held():

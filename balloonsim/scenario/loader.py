@@ -45,7 +45,7 @@ def parse_scenario(
     if "name" not in doc:
         doc["name"] = default_name
     # x- keys are the user's own (anchors to share): never converted, however large
-    data = {str(k): _plain(v) for k, v in doc.items() if not str(k).startswith(EXTENSION_PREFIX)}
+    data = {str(k): plain(v) for k, v in doc.items() if not str(k).startswith(EXTENSION_PREFIX)}
     found: list[tuple[Loc, str]] = []
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": base_dir or Path.cwd(), WARNINGS: found})
@@ -62,12 +62,12 @@ def _in_line_order(doc: CommentedMap, filename: str, issues: list[tuple[Loc, str
     return list(dict.fromkeys(f"{filename}:{line}: {dotted(loc)}: {message}" for line, loc, message in lines))
 
 
-def _plain(node: Any) -> Any:
+def plain(node: Any) -> Any:
     """ruamel's round-trip containers and scalars as plain dicts, lists, strings and numbers."""
     if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
+        return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [plain(v) for v in node]
     if isinstance(node, ScalarBoolean):  # an anchored true or false: an int subclass
         return bool(node)
     if isinstance(node, TaggedScalar):  # a tag ruamel keeps (!!str 1GiB): its text
