@@ -102,14 +102,22 @@ def test_xen_page_beside_either_direction_is_refused():
         costed([], {"xen_page": "82us", "xen_page_in": "4us"})
 
 
-@pytest.mark.parametrize(("costs", "where"), [("fast", "costs"), ("{profile: fast, scrub_page: 2us}", "costs.profile")])
-def test_an_unknown_profile_is_one_line_listing_the_profiles(costs, where):
+PROFILES_ARE = "profiles: runtime, pod-boot, none"
+
+
+@pytest.mark.parametrize(
+    ("costs", "problem"),
+    [
+        ("fast", f"domains.0.costs: unknown cost profile 'fast'; {PROFILES_ARE}"),
+        ("{profile: fast, scrub_page: 2us}", f"domains.0.costs.profile: unknown cost profile 'fast'; {PROFILES_ARE}"),
+        ("5", "domains.0.costs: a cost profile (runtime, pod-boot, none) or a mapping of costs, not 5"),
+    ],
+)
+def test_a_bad_costs_value_is_one_line_saying_what_is_allowed(costs, problem):
     text = f"duration: 1s\nhost: {{total: 2GiB}}\ndomains:\n  - name: a\n    memory: 1GiB\n    costs: {costs}\n"
     with pytest.raises(ScenarioError) as err:
         parse_scenario(text, "s.yaml")
-    assert err.value.problems == [
-        f"s.yaml:6: domains.0.{where}: unknown cost profile 'fast'; profiles: runtime, pod-boot, none"
-    ]
+    assert err.value.problems == [f"s.yaml:6: {problem}"]
 
 
 def test_another_profile_keeps_the_overrides_and_drops_the_old_profile():

@@ -193,8 +193,10 @@ class Costs(Model):
         """The profile's costs, then the fields given; ``costs: NAME`` is ``{profile: NAME}``."""
         if isinstance(value, str):
             value = {"profile": value}
-        if not isinstance(value, dict):
+        if isinstance(value, Costs):
             return value
+        if not isinstance(value, dict):
+            raise ValueError(f"a cost profile ({', '.join(PROFILES)}) or a mapping of costs, not {value!r}")
         given = dict(value)
         if "xen_page" in given:
             both = given.pop("xen_page")
@@ -252,7 +254,10 @@ class Domain(Model):
     max_pages: Pages | None = Field(None, description="Xen's max_pages; default: the larger of memory and static-max")
     kernel: Kernel = Field(default_factory=Kernel)
     balloon: Balloon = Field(default_factory=Balloon)
-    costs: Costs = Field(default_factory=Costs)
+    costs: Costs = Field(
+        default_factory=Costs,
+        description=f"the time ballooning takes: a profile ({', '.join(PROFILES)}), or {{profile: NAME, ...overrides}}",
+    )
     workloads: list[Workload] = Field([], description="the guest's tasks and their memory demand over time")
 
     @field_validator("workloads")
