@@ -13,8 +13,10 @@ from pathlib import Path
 import pytest
 
 from balloonsim.errors import InvalidScenario, ScenarioError, SimulationError
+from balloonsim.kernel.cost_profiles import PROFILES
 from balloonsim.kernel.guest import GuestKernel
 from balloonsim.scenario import load_scenario, parse_scenario
+from balloonsim.scenario.model import COST_NAMES
 from conftest import GiB, make_scenario, run
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
@@ -118,6 +120,10 @@ def test_a_bad_costs_value_is_one_line_saying_what_is_allowed(costs, problem):
     with pytest.raises(ScenarioError) as err:
         parse_scenario(text, "s.yaml")
     assert err.value.problems == [f"s.yaml:6: {problem}"]
+
+
+def test_every_profile_sets_every_cost():
+    assert all(set(p.costs) == set(COST_NAMES) for p in PROFILES.values())
 
 
 def test_another_profile_keeps_the_overrides_and_drops_the_old_profile():

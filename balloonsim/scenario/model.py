@@ -225,8 +225,8 @@ class Costs(Model):
         return not any(getattr(self, name) for name in COST_NAMES)
 
 
-#: the per-unit costs (every Costs field but the profile)
-COST_NAMES = tuple(PROFILES[DEFAULT_PROFILE].costs)
+#: the per-unit costs (every Costs field but the profile), each of which every profile sets
+COST_NAMES = tuple(name for name in Costs.model_fields if name != "profile")
 
 
 @cache
