@@ -12,7 +12,7 @@ compiled C run):
 * **SimPy baseline**: the raw rate of ``yield env.timeout(1)`` on this
   machine, in the same run, so the ratios hold on any machine.
 * **host hour**: 100 guests of 4 GiB with random workloads (bursts over a
-  steady base and a periodic page cache), the calibrated costs, and a new
+  steady base and a periodic page cache), the runtime costs, and a new
   target for each guest every 5 minutes, for one simulated hour: wall time,
   SimPy events per second and timeline rows per second.
 """

@@ -297,7 +297,7 @@ def test_a_worker_spinning_without_delay_is_a_livelock_with_or_without_costs(cos
     # delay 0 forever: at one instant without costs, 10 us (a hypercall) apart with them.
     domain = {"balloon": {"max_retry_count": 0, "max_schedule_delay": 0}}
     if costs is None:
-        domain["costs"] = {}  # the calibrated defaults
+        domain["costs"] = {}  # the default profile, runtime
     s = make_scenario(
         [{"at": "0s", "target": "768MiB"}, {"at": "1s", "host_free": 0}, {"at": "1s", "target": "1GiB"}],
         domain=domain,

@@ -184,8 +184,8 @@ def test_a_long_heading_stays_inside_the_figure():
     # a run label as wide as they come: capitals, digits, two setting groups and a manager
     label = (
         "quickstart, seed 0: 2× driver v5.12 (max_retry_count unlimited, max_schedule_delay 32 s), costs "
-        "xen_page 50us, hypercall 20us, hz 1000, type HVM; 5× driver v5.12 (max_retry_count 4, "
-        "max_schedule_delay 32 s), costs calibrated, hz 250, type PVH; manager squeezed"
+        "pod-boot, xen_page_out 50us, hypercall 20us, hz 1000, type HVM; 5× driver v5.12 (max_retry_count 4, "
+        "max_schedule_delay 32 s), costs runtime, hz 250, type PVH; manager squeezed"
     )
     fig = Figure(figsize=(10, 3), layout="constrained")
     plots._heading(fig, label)

@@ -442,17 +442,17 @@ DEFAULT_SETTINGS = {
     "hz": 250,
     "arch": "x86_64",
     "type": "hvm",
-    "costs": "calibrated",
+    "costs": "runtime",
 }
 
 
 def guests() -> list[dict]:
-    """a and c as the defaults (calibrated costs); b timeless, PV, HZ 1000 and retrying without end."""
+    """a and c as the defaults (runtime costs); b timeless, PV, HZ 1000 and retrying without end."""
     return [
         {"name": "a", "memory": "1GiB"},
         {"name": "b", "memory": "1GiB", "type": "pv", "costs": "none",
          "kernel": {"hz": 1000}, "balloon": {"max_retry_count": 0}},
-        {"name": "c", "memory": "1GiB", "costs": {"xen_page": "82us"}},  # the default, written out
+        {"name": "c", "memory": "1GiB", "costs": {"profile": "runtime", "xen_page_out": "8us"}},  # the default
         {"name": "d", "memory": "1GiB", "costs": {"xen_page": "50us", "hypercall": "20us"}},
     ]  # fmt: skip
 
@@ -460,7 +460,9 @@ def guests() -> list[dict]:
 def test_run_settings_group_domains_with_the_same_settings():
     settings = run_settings(make_scenario(domains=guests(), host={"free": "1GiB"}))
     b = {**DEFAULT_SETTINGS, "type": "pv", "hz": 1000, "max_retry_count": 0, "costs": "none"}
-    d = {**DEFAULT_SETTINGS, "costs": {"hypercall": "20us", "xen_page": "50us"}}  # only what differs
+    # the profile and only what differs from it, in the fields' order
+    costs = {"profile": "runtime", "hypercall": "20us", "xen_page_out": "50us", "xen_page_in": "50us"}
+    d = {**DEFAULT_SETTINGS, "costs": costs}
     assert settings == {
         "manager": None,
         "domain_groups": [
@@ -497,12 +499,13 @@ def group(domains: int = 1, **changes) -> dict:
 
 def test_run_label_of_one_group_names_its_driver_settings_and_costs():
     assert label([group(3)], scenario="q", seed=1) == (
-        "q, seed 1: driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs calibrated"
+        "q, seed 1: driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs runtime"
     )
-    # max_retry_count 0 retries without end; costs that differ are listed
-    assert label([group(max_retry_count=0, costs={"xen_page": "50us", "hypercall": "20us"})], scenario="q", seed=2) == (
+    # max_retry_count 0 retries without end; the profile, then the costs that differ from it
+    costs = {"profile": "pod-boot", "xen_page_out": "50us", "hypercall": "20us"}
+    assert label([group(max_retry_count=0, costs=costs)], scenario="q", seed=2) == (
         "q, seed 2: driver v5.12 (max_retry_count unlimited, max_schedule_delay 32 s), "
-        "costs xen_page 50us, hypercall 20us"
+        "costs pod-boot, xen_page_out 50us, hypercall 20us"
     )
 
 
@@ -510,11 +513,11 @@ def test_run_label_counts_the_domains_of_each_group_and_how_many_groups_are_left
     none, pv = group(2, costs="none"), group(5, driver="v5.15", max_schedule_delay=8)
     text = "driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs"
     assert label([none, pv], scenario="q", seed=0) == (
-        f"q, seed 0: 2× {text} none; 5× driver v5.15 (max_retry_count 4, max_schedule_delay 8 s), costs calibrated"
+        f"q, seed 0: 2× {text} none; 5× driver v5.15 (max_retry_count 4, max_schedule_delay 8 s), costs runtime"
     )
     # two shown (most=2), one more named by number only
     assert label([none, pv, group(1)], {"kind": "even-split", "period": "10s"}, scenario="q", seed=0) == (
-        f"q, seed 0: 2× {text} none; 5× driver v5.15 (max_retry_count 4, max_schedule_delay 8 s), costs calibrated; "
+        f"q, seed 0: 2× {text} none; 5× driver v5.15 (max_retry_count 4, max_schedule_delay 8 s), costs runtime; "
         "and 1 more setting groups; manager even-split"
     )
     three = run_label({"scenario": "q", "seed": 0, "settings": {"domain_groups": [none, pv, group(1)]}}, most=3)
@@ -524,7 +527,7 @@ def test_run_label_counts_the_domains_of_each_group_and_how_many_groups_are_left
 def test_run_label_names_what_else_tells_its_groups_apart():
     # two groups with the same driver settings and costs: their HZ and type tell them apart
     a, b = group(2, hz=100, type="pv"), group(3, hz=250, type="pv")
-    text = "driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs calibrated"
+    text = "driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs runtime"
     assert label([a, b], scenario="q", seed=0) == f"q, seed 0: 2× {text}, hz 100; 3× {text}, hz 250"
 
 

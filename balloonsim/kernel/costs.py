@@ -31,18 +31,20 @@ class BalloonActivity:
     scrubbed: int = 0  # pages zeroed before release (xen_scrub_pages)
     pv_updates: int = 0  # PV p2m and mapping updates, one per page
     reclaimed: int = 0  # cache pages reclaimed for the driver's allocations
+    pod_faults: int = 0  # untouched pages of a PoD guest faulted in (scrubbing them populates them first)
 
 
 #: the costs (Costs fields) of one unit of each count
 COSTS_OF = {
     "iterations": ("cond_resched",),
-    "pages_out": ("xen_page",),
-    "pages_in": ("xen_page", "free_page"),
+    "pages_out": ("xen_page_out",),
+    "pages_in": ("xen_page_in", "free_page"),
     "hypercalls": ("hypercall",),
     "allocated": ("alloc_page",),
     "scrubbed": ("scrub_page",),
     "pv_updates": ("pv_page",),
     "reclaimed": ("reclaim_page",),
+    "pod_faults": ("pod_fault",),
 }
 
 

@@ -13,16 +13,13 @@ from typing import Any
 
 from balloonsim.scenario.model import Costs, Domain, Scenario
 
-_DEFAULT_COSTS = Costs().model_dump(mode="json")
-
 
 def costs_profile(costs: Costs) -> str | dict[str, str]:
-    """'none', 'calibrated' (the defaults), or the fields that differ from the defaults."""
+    """'none' (no cost at all), the profile's name, or the profile and the fields that override it."""
     if costs.timeless:
         return "none"
     dumped = costs.model_dump(mode="json")
-    changed = {k: v for k, v in dumped.items() if v != _DEFAULT_COSTS[k]}
-    return changed or "calibrated"
+    return dumped if len(dumped) > 1 else costs.profile
 
 
 def domain_settings(d: Domain) -> dict[str, Any]:
@@ -64,9 +61,9 @@ _COUNTS = ("domains", "first_domain")
 def _group_text(group: dict[str, Any], varying: list[str]) -> str:
     retries = group["max_retry_count"] or "unlimited"
     costs = group["costs"]
-    costs_text = (
-        f"costs {costs}" if isinstance(costs, str) else "costs " + ", ".join(f"{k} {v}" for k, v in costs.items())
-    )
+    if isinstance(costs, dict):  # the profile, then its overrides
+        costs = ", ".join(v if k == "profile" else f"{k} {v}" for k, v in costs.items())
+    costs_text = f"costs {costs}"
     others = "".join(f", {key} {group.get(key)}" for key in varying)
     return (
         f"driver {group['driver']} (max_retry_count {retries}, max_schedule_delay {group['max_schedule_delay']} s), "
@@ -75,7 +72,7 @@ def _group_text(group: dict[str, Any], varying: list[str]) -> str:
 
 
 def run_label(metadata: dict[str, Any], most: int = 2) -> str:
-    """'quickstart, seed 1: driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs calibrated'."""
+    """'quickstart, seed 1: driver v5.12 (max_retry_count 4, max_schedule_delay 32 s), costs runtime'."""
     head = f"{metadata.get('scenario', '?')}, seed {metadata.get('seed', '?')}"
     settings = metadata.get("settings") or {}
     groups = settings.get("domain_groups") or []

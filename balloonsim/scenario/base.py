@@ -1,5 +1,7 @@
 """What every scenario model shares: strict, frozen pydantic models, the name pattern, one-of choices."""
 
+from collections.abc import Iterable
+
 from pydantic import BaseModel, ConfigDict
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -16,3 +18,11 @@ def the_one_set(model: BaseModel, names: tuple[str, ...], owner: str, noun: str)
         which = f"found {', '.join(sorted(found))}" if found else "found none"
         raise ValueError(f"{owner} has exactly one {noun} ({which}); {noun}s: {', '.join(names)}")
     return found[0]
+
+
+def known(name: str, names: Iterable[str], noun: str, plural: str) -> str:
+    """``name`` if it is one of ``names``; else a ValueError listing them."""
+    names = list(names)
+    if name not in names:
+        raise ValueError(f"unknown {noun} {name!r}; {plural}: {', '.join(names)}")
+    return name

@@ -12,24 +12,28 @@ import hashlib
 import json
 import re
 import warnings
+from functools import cache
 from typing import Any, Literal
 
 from pydantic import (
     Field,
     SerializeAsAny,
+    SerializerFunctionWrapHandler,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from balloonsim import units
 from balloonsim.arch import ARCHES
 from balloonsim.errors import InvalidScenario, ScenarioWarning, UnknownPath, dotted
+from balloonsim.kernel.cost_profiles import DEFAULT_PROFILE, PROFILES
 from balloonsim.registry import DRIVERS, MANAGERS
 from balloonsim.scenario import rules
-from balloonsim.scenario.base import NAME_PATTERN, Model, the_one_set
+from balloonsim.scenario.base import NAME_PATTERN, Model, known, the_one_set
 from balloonsim.scenario.messages import issues_of
 from balloonsim.scenario.types import (
     KiB,
@@ -175,9 +179,7 @@ class Balloon(Model):
     @field_validator("driver")
     @classmethod
     def _registered(cls, driver: str) -> str:
-        if driver not in DRIVERS:
-            raise ValueError(f"unknown driver {driver!r}; drivers: {', '.join(DRIVERS.names())}")
-        return driver
+        return known(driver, DRIVERS.names(), "driver", "drivers")
 
     @model_validator(mode="before")
     @classmethod
@@ -191,39 +193,76 @@ class Balloon(Model):
 
 
 class Costs(Model):
-    """Simulated time the balloon driver's work takes; ``costs: none`` makes it all free.
+    """Simulated time the balloon driver's work takes, per unit of work.
 
-    The total is calibrated on measured Xen balloon-down speeds: a 4 GiB
-    HVM guest ballooning down to 400 MiB in about 79 s (~45 MB/s; Qubes 4.3, QubesOS/qubes-issues #10723) and a PV
-    dom0 at ~48 MiB/s (QubesOS/qubes-issues #1136), i.e. about 83 us per
-    4 KiB page.  How that splits is not measured: the guest-side figures are
-    estimates (a page-allocator fast path, zeroing 4 KiB at memory bandwidth,
-    a hypercall round trip) and Xen's per-page work is the remainder.
+    A named profile (``kernel.cost_profiles``: ``runtime``, the default, ``pod-boot``,
+    ``none``) gives every cost; fields given beside it override it:
+    ``costs: {profile: runtime, scrub_page: 2us}``.  ``costs: NAME`` is the profile
+    alone, and ``xen_page`` sets ``xen_page_out`` and ``xen_page_in`` at once.  A dump
+    holds the profile and the overrides only, so that changing the profile of a dumped
+    scenario (``Scenario.replace``) keeps the overrides and nothing else.
     """
 
-    alloc_page: Nanoseconds = Field("200ns", description="alloc_page(GFP_BALLOON), per page (estimate)")
-    free_page: Nanoseconds = Field("200ns", description="free_reserved_page() of a populated page (estimate)")
-    scrub_page: Nanoseconds = Field("1us", description="zeroing a page when xen_scrub_pages (estimate: ~4 GB/s)")
-    pv_page: Nanoseconds = Field("1us", description="PV only: the p2m and mapping update of each page (estimate)")
-    hypercall: Nanoseconds = Field("10us", description="one XENMEM memory_op, per batch (estimate)")
-    xen_page: Nanoseconds = Field(
-        "82us", description="Xen's work per page released or populated (calibrated: the measured total less the rest)"
+    profile: str = Field(
+        DEFAULT_PROFILE, description=f"the cost profile the other fields override: {', '.join(PROFILES)}"
     )
-    cond_resched: Nanoseconds = Field("0s", description="time other tasks run at each cond_resched() between batches")
-    reclaim_page: Nanoseconds = Field("1us", description="direct reclaim of a cache page for the balloon (estimate)")
+    alloc_page: Nanoseconds = Field(description="alloc_page(GFP_BALLOON), per page")
+    free_page: Nanoseconds = Field(description="free_reserved_page() of a populated page")
+    scrub_page: Nanoseconds = Field(description="zeroing a page when xen_scrub_pages")
+    pv_page: Nanoseconds = Field(description="PV only: the p2m and mapping update of each page")
+    hypercall: Nanoseconds = Field(description="one XENMEM memory_op, per batch")
+    xen_page_out: Nanoseconds = Field(description="Xen's decrease_reservation, per page released")
+    xen_page_in: Nanoseconds = Field(description="Xen's populate_physmap, per page populated")
+    pod_fault: Nanoseconds = Field(description="a PoD guest's first touch of a page: Xen populates it from the pool")
+    cond_resched: Nanoseconds = Field(description="time other tasks run at each cond_resched() between batches")
+    reclaim_page: Nanoseconds = Field(description="direct reclaim of a cache page for the balloon")
 
     @model_validator(mode="before")
     @classmethod
-    def _none(cls, value: Any) -> Any:
-        """``costs: none``: every cost zero, the exact (timeless) model of the core driver."""
-        if value == "none":
-            return dict.fromkeys(cls.model_fields, "0s")
-        return value
+    def _from_profile(cls, value: Any) -> Any:
+        """The profile's costs, then the fields given; ``costs: NAME`` is ``{profile: NAME}``."""
+        if isinstance(value, str):
+            value = {"profile": value}
+        if isinstance(value, Costs):
+            return value
+        if not isinstance(value, dict):
+            raise ValueError(f"a cost profile ({', '.join(PROFILES)}) or a mapping of costs, not {value!r}")
+        given = dict(value)
+        if "xen_page" in given:
+            both = given.pop("xen_page")
+            if "xen_page_out" in given or "xen_page_in" in given:
+                raise ValueError("xen_page sets both xen_page_out and xen_page_in: give it or them, not both")
+            given |= {"xen_page_out": both, "xen_page_in": both}
+        # an unknown name is refused by _known_profile, at costs.profile; the default fills in meanwhile
+        profile = PROFILES.get(given.get("profile", DEFAULT_PROFILE), PROFILES[DEFAULT_PROFILE])
+        return {**profile.costs, **given}
+
+    @field_validator("profile")
+    @classmethod
+    def _known_profile(cls, profile: str) -> str:
+        return known(profile, PROFILES, "cost profile", "profiles")
+
+    @model_serializer(mode="wrap")
+    def _profile_and_overrides(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """The profile and the fields that differ from it."""
+        dumped = handler(self)
+        base = _profile_ns(self.profile)
+        return {"profile": self.profile} | {k: dumped[k] for k in COST_NAMES if getattr(self, k) != base[k]}
 
     @property
     def timeless(self) -> bool:
         """True when every cost is zero (``costs: none``): the driver's work takes no simulated time."""
-        return not any(getattr(self, name) for name in Costs.model_fields)
+        return not any(getattr(self, name) for name in COST_NAMES)
+
+
+#: the per-unit costs (every Costs field but the profile), each of which every profile sets
+COST_NAMES = tuple(name for name in Costs.model_fields if name != "profile")
+
+
+@cache
+def _profile_ns(name: str) -> dict[str, int]:
+    """A profile's costs in nanoseconds, as the Costs fields hold them."""
+    return {k: units.parse_time_ns(v) for k, v in PROFILES[name].costs.items()}
 
 
 class Domain(Model):
@@ -245,7 +284,10 @@ class Domain(Model):
     max_pages: Pages | None = Field(None, description="Xen's max_pages; default: the larger of memory and static-max")
     kernel: Kernel = Field(default_factory=Kernel)
     balloon: Balloon = Field(default_factory=Balloon)
-    costs: Costs = Field(default_factory=Costs)
+    costs: Costs = Field(
+        default_factory=Costs,
+        description=f"the time ballooning takes: a profile ({', '.join(PROFILES)}), or {{profile: NAME, ...overrides}}",
+    )
     workloads: list[Workload] = Field([], description="the guest's tasks and their memory demand over time")
 
     @field_validator("workloads")
