@@ -170,7 +170,7 @@ TWO = RETRY.replace("events:", "  - {name: h, memory: 256MiB, initial_target: ab
     [
         # set in both domains, reported once, as written
         ("--b=balloon.max_retry_count=-1", "--b balloon.max_retry_count: Input should be greater than or equal to 0"),
-        ("--a=balloon.driver=v9", "--a balloon.driver: unknown driver 'v9'; drivers: v5.12"),
+        ("--a=balloon.driver=v9", "--a balloon.driver: unknown driver 'v9'; drivers: v5.2, v5.12, v5.15, v5.16"),
         ("--b=nosuch.key=1", "--b nosuch.key: no such setting; a scenario field (name, description, duration"),
         ("--b=domains.nope.memory=1GiB", "--b domains.nope.memory: no item 'nope' in domains (items 0-1; names: g, h)"),
         ("--b=balloon.max_retry_count", "--b balloon.max_retry_count: write KEY=VALUE"),
@@ -193,7 +193,7 @@ def test_a_domain_field_applies_to_every_domain_unless_one_is_named(tmp_path):
     scenario = balloonsim.load_scenario(path)
     every = with_settings(scenario, {"balloon.max_retry_count": 1, "costs": {"xen_page": "1us"}}, "--b")
     assert [d.balloon.max_retry_count for d in every.domains] == [1, 1]
-    assert [d.costs.xen_page for d in every.domains] == [1000, 1000]
+    assert [(d.costs.xen_page_out, d.costs.xen_page_in) for d in every.domains] == [(1000, 1000), (1000, 1000)]
     one = with_settings(scenario, {"domains.h.balloon.max_retry_count": 1, "duration": "1min"}, "--b")
     assert [d.balloon.max_retry_count for d in one.domains] == [4, 1]
     assert one.duration == 60 * 10**9
