@@ -76,6 +76,9 @@ class Simulation:
                 static_max_pages=spec.static_max_pages,
                 kind=spec.toolstack,
                 initial_target_kib=spec.initial_target_kib,
+                videoram_pages=spec.videoram,
+                pod_entries=spec.ram_pages if spec.pod_enabled else 0,
+                pv=spec.type == "pv",
             )
             guest = GuestKernel(
                 self.env,

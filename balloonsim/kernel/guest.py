@@ -39,6 +39,10 @@ from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
 
 
+class DomainCrashed(Exception):
+    """Xen crashed the domain (out of PoD memory): whatever the guest was doing ends there."""
+
+
 class KernelObserver(Protocol):
     """Who records what a guest kernel does (the engine)."""
 
@@ -90,28 +94,29 @@ class GuestKernel:
         self.xen_pv_domain = spec.type == "pv"
         self.xen_initial_domain = spec.initial_domain
         self.config_xen_unpopulated_alloc = kconf.unpopulated_alloc
-        self.xen_start_info_nr_pages = spec.memory
+        ram = self.ram_pages = spec.ram_pages
+        self.xen_start_info_nr_pages = ram
         self.xen_released_pages = 0
         static_max = spec.memory if spec.static_max_pages is None else spec.static_max_pages
         if self.xen_pv_domain:  # E820 RAM up to static-max; beyond nr_pages it is extra memory
-            self.max_pfn = max(spec.memory, static_max)
-            self.xen_extra_mem = [(spec.memory, self.max_pfn - spec.memory)]
+            self.max_pfn = max(ram, static_max)
+            self.xen_extra_mem = [(ram, self.max_pfn - ram)]
         else:
-            self.max_pfn = spec.memory
+            self.max_pfn = ram
             self.xen_extra_mem = []
         self.xen_scrub_pages = spec.balloon.scrub_pages
         self.activity = BalloonActivity()
         self.meter = CostMeter(spec.costs, self.activity)
         self.iterations_take_no_time = self.meter.timeless
 
-        spans = zone_layout(self.arch, spec.type, spec.memory)
+        spans = zone_layout(self.arch, spec.type, ram)
         reserves = compute_reserves(
             spans,
             min_free_kbytes=kconf.min_free_kbytes,
             watermark_scale_factor=kconf.watermark_scale_factor,
             thp=kconf.thp,
         )
-        low_boot, high_boot = self.arch.split_by_zone(0, spec.memory)
+        low_boot, high_boot = self.arch.split_by_zone(0, ram)
 
         def pick(value: int | str, default: int) -> int:
             return default if value == "auto" else int(value)
@@ -119,7 +124,7 @@ class GuestKernel:
         self.mm = GuestMemory(
             free_low=low_boot,
             free_high=high_boot,
-            managed=spec.memory,
+            managed=ram,
             totalreserve_pages=pick(kconf.totalreserve_pages, reserves.totalreserve_pages),
             wmark_low_total=reserves.wmark_low_total,
             floor_balloon=pick(kconf.floor_balloon, reserves.alloc_floor(highmem_ok=True)),
@@ -130,8 +135,16 @@ class GuestKernel:
             mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
             on_alloc=self._allocated,
         )
+        # PoD (xen/pod.py): the free pages never touched since boot are Xen's PoD entries.  The
+        # allocator is taken to hand out touched pages first, so an allocation touches untouched
+        # pages only when free memory falls below their count.
+        self.untouched = domain.pod.entries
+        self._untouched_out = 0  # untouched pages the balloon allocated and has not handed back yet
+        self._untouched_scrubbed = 0  # of those, the ones it zeroed (faulted in)
+        self.crashed = False
         self.mm.boot_alloc(self.mm.kernel, kconf.used_at_boot)
         self.mm.boot_alloc(self.mm.slab, kconf.slab_reclaimable)
+        self._fault_in_untouched()
         self.tasks = Tasks(
             self.mm,
             on_oom_kill=self._oom_killed,
@@ -188,7 +201,12 @@ class GuestKernel:
     # -- the page allocator and MemAvailable ------------------------------------------
 
     def alloc_pages(self, count: int, gfp: Gfp) -> tuple[int, int]:
-        return self.mm.alloc_pages(count, gfp)
+        got = self.mm.alloc_pages(count, gfp)
+        if self.untouched:
+            taken = self.untouched - min(self.untouched, self.mm.free_pages)
+            self.untouched -= taken
+            self._untouched_out += taken
+        return got
 
     def free_reserved_pages(self, low: int, high: int) -> None:
         self.mm.free_reserved_pages(low, high)
@@ -204,7 +222,7 @@ class GuestKernel:
         return self.mm.totalreserve_pages
 
     def get_num_physpages(self) -> int:
-        return self.spec.memory
+        return self.ram_pages
 
     def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
         return self.arch.split_by_zone(start_pfn, end_pfn)
@@ -257,7 +275,14 @@ class GuestKernel:
 
     def xenmem_reservation_decrease(self, count: int) -> int:
         self.activity.hypercalls += 1
-        released = self.host.decrease_reservation(self.domain, count)
+        faulted, self._untouched_scrubbed = self._untouched_scrubbed, 0
+        if faulted:  # zeroed untouched pages: faulted in from the PoD cache batch by batch, then released
+            if not self.host.pod_release_scrubbed(self.domain, count - faulted, faulted, self.frame_list_size):
+                self._crash(faulted)
+            released = count
+        else:
+            released = self.host.decrease_reservation(self.domain, count, pod_entries=self._untouched_out)
+        self._untouched_out = 0
         self.activity.pages_out += released
         return released
 
@@ -265,9 +290,16 @@ class GuestKernel:
         return self.host.populate_headroom(self.domain)
 
     def xenmem_reservation_scrub_pages(self, count: int) -> None:
-        """Zero each page before Xen gets it back (when xen_scrub_pages)."""
+        """Zero each page before Xen gets it back (when xen_scrub_pages).
+
+        Zeroing an untouched page of a PoD guest first faults it in from the PoD cache (the boot
+        slow-down of commit 197ecb3802c0's message; Xen's side is counted at the hypercall);
+        unscrubbed, it goes back as a PoD entry.
+        """
         if self.xen_scrub_pages:
             self.activity.scrubbed += count
+            self.activity.pod_faults += self._untouched_out
+            self._untouched_scrubbed, self._untouched_out = self._untouched_out, 0
 
     def xenmem_reservation_va_mapping_update(self, count: int) -> None:
         """PV: set the p2m entry and kernel mapping of each page (auto-translated guests: nothing)."""
@@ -282,12 +314,15 @@ class GuestKernel:
     # -- scheduling -------------------------------------------------------------------------
 
     def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
-        work = DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", lambda: self._work_finished(work))
+        def run() -> Process:  # a crash ends the work function where it is
+            return self._until_crash(func())
+
+        work = DelayedWork(self.env, self.clock, run, f"{self.name}/{name}", lambda: self._work_finished(work))
         self._works.append(work)
         return work
 
     def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
-        return work.schedule(delay)
+        return False if self.crashed else work.schedule(delay)
 
     def mutex(self, name: str) -> Mutex:
         return Mutex(name)
@@ -323,7 +358,7 @@ class GuestKernel:
     def _work_finished(self, work: DelayedWork) -> None:
         """A worker pass ended: memory it populated may meet waiting demand; its outcome is told."""
         self.activity.passes += 1
-        self.use_freed_memory()
+        self._unless_crashed(self.use_freed_memory)
         outcome = self.driver.pass_outcome()
         if outcome is not None:
             self.trace(*outcome)
@@ -365,6 +400,8 @@ class GuestKernel:
     def busy(self, *, worker: bool) -> bool:
         """Whether anything in this guest is still to happen: a workload's next step, a killed task's
         restart, kswapd reclaiming, and (``worker``) its balloon worker pending or running."""
+        if self.crashed:
+            return False
         if self.kswapd.running or self._restarts_due or any(p.is_alive for p in self._drives):
             return True
         return worker and any(w.pending or w.running for w in self._works)
@@ -390,9 +427,13 @@ class GuestKernel:
 
     def program_take(self, pages: int) -> None:
         """A scripted program's allocation (regardless of watermarks); kswapd wakes if it left memory short."""
+        self._unless_crashed(lambda: self._take(pages))
+
+    def _take(self, pages: int) -> None:
         taken = self.mm.take(pages)
         if taken < pages:
             self.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
+        self._fault_in_untouched()
         self.kswapd.wakeup_kswapd()
 
     def program_give(self, pages: int) -> None:
@@ -417,12 +458,14 @@ class GuestKernel:
             self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task))))
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
-        self.tasks.set_demand(task, anon, cache)
-        self._settle("workload")
+        if not self.crashed:
+            self.tasks.set_demand(task, anon, cache)
+            self._settle("workload")
 
     def _settle(self, cause: str) -> None:
         """The tasks fault in what they demand; kswapd wakes if that left memory short; a row."""
-        self.tasks.settle()
+        self._unless_crashed(self.tasks.settle)
+        self._unless_crashed(self._fault_in_untouched)
         self.kswapd.wakeup_kswapd()
         self.observer.row(self, cause)
 
@@ -430,7 +473,55 @@ class GuestKernel:
         """Memory the balloon populated may meet demand that was waiting for it."""
         if self.tasks.tasks and self.tasks.unmet_demand():
             self.tasks.settle()
+            self._fault_in_untouched()
             self.kswapd.wakeup_kswapd()
+
+    # -- populate-on-demand and a crash ----------------------------------------------------
+
+    def _fault_in_untouched(self) -> None:
+        """Untouched pages that programs or the kernel took are faulted in from the PoD cache."""
+        if self.untouched > self.mm.free_pages:
+            touched = self.untouched - self.mm.free_pages
+            self.untouched -= touched
+            self._demand_populate(touched)
+
+    def _demand_populate(self, pages: int) -> None:
+        """The guest touches ``pages`` PoD entries; with too small a cache Xen crashes the domain."""
+        if not self.host.pod_demand_populate(self.domain, pages):
+            self._crash(pages)
+
+    def _crash(self, pages: int) -> None:
+        """Out of PoD memory: domain_crash(), then the toolstack destroys the domain; the guest stops here."""
+        cache = self.domain.pod.cache
+        held = self.domain.tot_pages
+        self.crashed = True
+        self.host.destroy_domain(self.domain)
+        self.trace(
+            "domain_crashed",
+            pages,
+            cache,
+            f"out of populate-on-demand memory: {pages} untouched pages touched, {cache} in the PoD cache; "
+            f"Xen crashed the domain and the toolstack destroyed it, returning {held} pages to the host",
+        )
+        raise DomainCrashed
+
+    def _unless_crashed(self, action: Callable[[], object]) -> None:
+        """Run ``action`` unless the domain has crashed; a crash during it ends it there."""
+        if self.crashed:
+            return
+        try:
+            action()
+        except DomainCrashed:
+            pass
+
+    def _until_crash(self, process: Process) -> Process:
+        """A kernel process that ends where the domain crashes: its vCPUs never run again."""
+        if self.crashed:
+            return None
+        try:
+            return (yield from process)
+        except DomainCrashed:
+            return None
 
     def _before_oom_kill(self, victim: Task) -> None:
         """The OOM killer was called: what it saw, before the kill frees the victim's memory.
@@ -453,6 +544,8 @@ class GuestKernel:
 
     def _restart(self, task: Task) -> None:
         self._restarts_due -= 1
+        if self.crashed:
+            return
         self.tasks.revive(task)
         self.trace("restart", task.demand_anon, -1, f"{task.name} started again")
         self._settle("restart")
@@ -487,7 +580,7 @@ class GuestKernel:
             self.trace("alloc_ballooned", pages, rc)
             return rc
 
-        run_now(self.env, call(), on_return, on_wait=on_sleep)
+        run_now(self.env, self._until_crash(call()), on_return, on_wait=on_sleep)
 
     def free_xenballooned_pages(self, pages: int) -> None:
         held = self.driver.backend_pages
@@ -513,20 +606,28 @@ class GuestKernel:
         return self.hotplug.present_pages
 
     def conservation_problem(self) -> str | None:
-        """None when every page of the guest is accounted for once; else what is wrong."""
+        """None when every page of the guest is accounted for once; else what is wrong.
+
+        A PoD guest's untouched pages are Xen's PoD entries, and Xen holds its PoD cache and the
+        video RAM besides the pages the guest touched.  A crashed guest has no pages left to count.
+        """
+        if self.crashed:
+            return None
         stats = self.driver.balloon_stats
         mm = self.mm
         lent = self.driver.backend_pages
         offline = self.hotplug.offline_pages
         populated = mm.free_low + mm.free_high + self.used_pages()
+        backed = populated - self.untouched + self.domain.pod.cache + self.spec.videoram
         ballooned = stats.balloon_low + stats.balloon_high
-        unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
+        unpopulated_extra = self.max_pfn - self.ram_pages if self.config_xen_unpopulated_alloc else 0
         accounted = populated + ballooned + lent + offline + unpopulated_extra
         tasks = self.tasks.tasks
         swapped = sum(t.swapped for t in tasks)
         if (
             accounted == self.present_pages()
-            and populated == self.domain.tot_pages
+            and backed == self.domain.tot_pages
+            and self.untouched == self.domain.pod.entries
             and swapped == mm.swap_used <= mm.swap_total
             and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
             and min(mm.programs.pages, mm.page_cache.total, mm.slab.total, mm.swap_used) >= 0
@@ -549,8 +650,12 @@ class GuestKernel:
         negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
         if negative:
             return f"negative page counts: {', '.join(negative)}"
-        if populated != self.domain.tot_pages:
-            return f"the guest has {populated} populated pages but Xen counts tot_pages {self.domain.tot_pages}"
+        if backed != self.domain.tot_pages or self.untouched != self.domain.pod.entries:
+            return (
+                f"the guest has {populated} pages ({self.untouched} untouched) but Xen counts tot_pages "
+                f"{self.domain.tot_pages} ({self.domain.pod.cache} PoD cache, {self.domain.pod.entries} PoD "
+                f"entries, {self.spec.videoram} video RAM)"
+            )
         if accounted != self.present_pages():
             return (
                 f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "

@@ -119,6 +119,7 @@ def domain_summary(
         .sum()
     )
     refused, clamped = last_request_refused_or_clamped(timeline, events)
+    crashed = kind("domain_crashed").to_numpy() > 0
 
     return pd.DataFrame(
         {
@@ -126,7 +127,10 @@ def domain_summary(
             "final_current_pages": last["current_pages"].to_numpy(),
             "final_target_pages": last["target_pages"].to_numpy(),
             "final_state": last["state"].astype(str).to_numpy(),
-            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy() & ~refused & ~clamped,
+            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy()
+            & ~(refused | clamped | crashed),
+            # out of populate-on-demand memory: Xen crashed the domain and the toolstack destroyed it
+            "crashed": crashed,
             "last_target_refused": refused,
             "last_target_clamped": clamped,
             "toolstack_refusals": kind("mem_set_failed").to_numpy(),
@@ -141,6 +145,7 @@ def domain_summary(
             "pages_out": act("pages_out"),
             "pages_in": act("pages_in"),
             "pages_hotplugged": act("hotplugged"),
+            "pod_faults": act("pod_faults"),
             "eagain_passes": state("EAGAIN"),
             "wait_passes": state("WAIT"),
             "cancellations": state("ECANCELED"),
@@ -198,7 +203,7 @@ def latest_event_ns(events: pd.DataFrame, kind: str, domains: pd.Index) -> pd.Se
 
 
 #: how worst_first orders the domains, for people
-WORST_FIRST_ORDER = "most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
+WORST_FIRST_ORDER = "crashed, most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
 
 
 def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
@@ -207,6 +212,7 @@ def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
     distance = (summary["final_target_pages"] - summary["final_current_pages"]).abs()
     keys = pd.DataFrame(
         {
+            "crashed": summary["crashed"],
             "oom": summary["oom_kills"],
             "unmet": summary["unmet_demand_mib_s"],
             "missed": ~summary["target_reached"].astype(bool),
@@ -214,7 +220,7 @@ def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
         }
     )
     # several keys: pandas sorts them with a stable lexsort
-    order = keys.sort_values(["oom", "unmet", "missed", "distance"], ascending=False).index
+    order = keys.sort_values(["crashed", "oom", "unmet", "missed", "distance"], ascending=False).index
     return summary.loc[order]
 
 
