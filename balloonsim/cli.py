@@ -368,11 +368,9 @@ def _table(summary: pd.DataFrame) -> list[str]:
 
 
 def _reached(r: Any) -> str:
-    """'yes', or 'no' with the reason: the domain crashed, or the last target was refused or clamped."""
+    """'yes', or 'no' with the reason when the last target asked for was refused or clamped."""
     if r.target_reached:
         return "yes"
-    if r.crashed:
-        return "no (crashed)"
     if r.last_target_refused:
         return "no (refused)"
     return "no (clamped)" if r.last_target_clamped else "no"

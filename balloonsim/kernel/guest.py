@@ -228,7 +228,12 @@ class GuestKernel:
         return self.arch.split_by_zone(start_pfn, end_pfn)
 
     def alloc_room(self, gfp: Gfp) -> int:
-        return self.mm.alloc_room(gfp)
+        room = self.mm.alloc_room(gfp)
+        if self.untouched and self.xen_scrub_pages and self.domain.pod.cache < self.frame_list_size:
+            # zeroing a batch of untouched pages may run the PoD cache dry and crash the domain:
+            # turns done at once (the driver's only use of this) stop at the touched free pages
+            room = min(room, self.mm.free_pages - self.untouched)
+        return room
 
     def mem_available_falls_with_free(self) -> bool:
         return self.mm.mem_available_falls_with_free()

@@ -203,7 +203,7 @@ def latest_event_ns(events: pd.DataFrame, kind: str, domains: pd.Index) -> pd.Se
 
 
 #: how worst_first orders the domains, for people
-WORST_FIRST_ORDER = "crashed, most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
+WORST_FIRST_ORDER = "most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
 
 
 def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
@@ -212,7 +212,6 @@ def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
     distance = (summary["final_target_pages"] - summary["final_current_pages"]).abs()
     keys = pd.DataFrame(
         {
-            "crashed": summary["crashed"],
             "oom": summary["oom_kills"],
             "unmet": summary["unmet_demand_mib_s"],
             "missed": ~summary["target_reached"].astype(bool),
@@ -220,7 +219,7 @@ def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
         }
     )
     # several keys: pandas sorts them with a stable lexsort
-    order = keys.sort_values(["crashed", "oom", "unmet", "missed", "distance"], ascending=False).index
+    order = keys.sort_values(["oom", "unmet", "missed", "distance"], ascending=False).index
     return summary.loc[order]
 
 
