@@ -76,6 +76,9 @@ class Simulation:
                 static_max_pages=spec.static_max_pages,
                 kind=spec.toolstack,
                 initial_target_kib=spec.initial_target_kib,
+                videoram_pages=spec.videoram,
+                pod_entries=spec.ram_pages if spec.pod_enabled else 0,
+                pv=spec.type == "pv",
             )
             guest = GuestKernel(
                 self.env,
@@ -183,8 +186,6 @@ class Simulation:
                 handler(value)
                 for i in range(len(self.guests)):
                     self._record(i, cause)
-            elif self.guests[index].crashed:
-                self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain was destroyed; event ignored")
             elif handler(self.guests[index], value, index, cause):
                 self._record(index, cause)
         if self._next < len(plan):

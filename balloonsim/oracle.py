@@ -121,6 +121,7 @@ def script_to_scenario(
     }
     if boot_target is not None and int(boot_target) > pages:  # a toolstack would refuse it above static-max
         domain["static_max"] = f"{int(boot_target)} pages"
+        domain["pod"] = False  # the harness's guest has all its pages
     if kthread:
         domain["balloon"] = {"driver": "v5.16"}
         if "balloon_boot_timeout" in init:

@@ -180,8 +180,9 @@ def toy_manager():
 def test_a_host_manager_is_a_decision_and_a_registry_line(toy_manager):
     # Two PV guests (target_diff 0) of 1 GiB with static-max 2 GiB on a 4 GiB host that starts
     # with 1 GiB free and 1 GiB held by other consumers; b's toolstack is xend, which keeps
-    # static-max under its own key (the manager reads it there).
-    guest = {"type": "pv", "memory": "1GiB", "static_max": "2GiB", "costs": "none"}
+    # static-max under its own key (the manager reads it there).  The manager writes raw targets, so
+    # Xen's max_pages is pinned at static-max (libxl's build would cap them at memory + 1 MiB).
+    guest = {"type": "pv", "memory": "1GiB", "static_max": "2GiB", "max_pages": "2GiB", "costs": "none"}
     s = make_scenario(
         [{"at": "15s", "host_free": "1GiB"}],  # the others give back their 1 GiB
         domains=[{"name": "a", **guest}, {"name": "b", **guest, "toolstack": "xend"}],

@@ -298,15 +298,17 @@ def test_a_pv_guest_with_static_max_at_its_memory_is_not_warned_about():
 
 
 def test_a_pv_guests_ram_at_boot_reaches_static_max():
-    # 32-bit lowmem of 1.5 GiB = 393216 pages: within a PV guest's E820, which reaches static-max (2 GiB), but
-    # beyond an HVM guest's RAM (its memory), or a PV guest's without a static-max
+    # 32-bit lowmem of 1.5 GiB = 393216 pages: within a PV guest's E820, which reaches static-max (2 GiB), as
+    # does a PoD HVM guest's (maxmem - videoram), but beyond an HVM guest's RAM without PoD (its memory), or a PV
+    # guest's without a static-max
     x86_32 = {"arch": "x86_32", "lowmem": "1536MiB"}
     assert warned(data(domains=[guest(type="pv", static_max="2GiB", kernel=x86_32)])) == []
     beyond = (
         "domains.0.kernel.lowmem: 393216 pages (1.50 GiB) is beyond the guest's RAM at boot (262144 pages (1 GiB)): "
         "memory hot-added below it counts as lowmem, where a 32-bit kernel's lowmem ends with its boot RAM"
     )
-    assert warned(data(domains=[guest(type="hvm", static_max="2GiB", kernel=x86_32)])) == [beyond]
+    assert warned(data(domains=[guest(type="hvm", static_max="2GiB", kernel=x86_32)])) == []
+    assert warned(data(domains=[guest(type="hvm", static_max="2GiB", pod=False, kernel=x86_32)])) == [beyond]
     assert warned(data(domains=[guest(type="pv", static_max="absent", kernel=x86_32)])) == [beyond]
 
 
@@ -325,10 +327,11 @@ def test_a_pv_guest_populates_up_to_static_max_unless_its_extra_memory_leaves_th
 
 
 def test_target_diff_takes_static_max_less_memory_off_an_hvm_guests_boot_target_but_not_dom0s():
-    # static-max 3 GiB, memory 1 GiB: target_diff 2 GiB, so a boot target of 3 GiB asks for 1 GiB, all it has
-    assert warned(data(domains=[guest(static_max="3GiB", initial_target="3GiB")])) == []
+    # static-max 3 GiB, memory 1 GiB, no PoD: target_diff 2 GiB, so a boot target of 3 GiB asks for 1 GiB, all
+    # it has
+    assert warned(data(domains=[guest(static_max="3GiB", initial_target="3GiB", pod=False)])) == []
     # dom0 (xen_initial_domain) has no target_diff: 2 GiB asked of 1 GiB
-    dom0 = guest(initial_domain=True, static_max="2GiB", initial_target="2GiB")
+    dom0 = guest(initial_domain=True, static_max="2GiB", initial_target="2GiB", pod=False)
     assert warned(data(domains=[dom0])) == [BOOT_TARGET]
 
 
@@ -467,7 +470,7 @@ def test_replace_makes_the_mappings_a_path_goes_through():
         s.replace({"domains.0.bogus.x": 1})
     assert err.value.problems == [
         "domains.0.bogus: unknown key 'bogus'; allowed: name, type, initial_domain, toolstack, memory, static_max, "
-        "initial_target, max_pages, kernel, balloon, costs, workloads"
+        "videoram, pod, initial_target, max_pages, kernel, balloon, costs, workloads"
     ]
 
 

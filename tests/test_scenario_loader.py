@@ -64,7 +64,7 @@ def test_every_problem_of_a_file_is_reported_with_its_line():
         "s.yaml:4: host.total: '8GB': decimal units are ambiguous; write 8GiB for a power of 1024",
         "s.yaml:7: domains.0.memory: '-1GiB': must not be negative",
         "s.yaml:8: domains.0.bogus: unknown key 'bogus'; allowed: name, type, initial_domain, toolstack, "
-        "memory, static_max, initial_target, max_pages, kernel, balloon, costs, workloads",
+        "memory, static_max, videoram, pod, initial_target, max_pages, kernel, balloon, costs, workloads",
         "s.yaml:10: domains.0.kernel.hz: Input should be 100, 250, 300 or 1000",
         "s.yaml:11: domains.1.name: duplicate domain name 'a' (also domains.0)",
         "s.yaml:15: events.1.domain: unknown domain 'zz'; domains: a",

@@ -31,7 +31,7 @@ class BalloonActivity:
     scrubbed: int = 0  # pages zeroed before release (xen_scrub_pages)
     pv_updates: int = 0  # PV p2m and mapping updates, one per page
     reclaimed: int = 0  # cache pages reclaimed for the driver's allocations
-    pod_faults: int = 0  # untouched pages of a PoD guest faulted in (scrubbing them populates them first)
+    pod_faults: int = 0  # untouched pages of a PoD guest faulted in from the PoD cache to be scrubbed
 
 
 #: the costs (Costs fields) of one unit of each count

@@ -25,7 +25,7 @@ from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
 from balloonsim.kernel.interface import BalloonDriver, Gfp, Resource
 from balloonsim.kernel.kswapd import Kswapd
-from balloonsim.kernel.kthread import SLEEP, KernelPanic, KThread, ThreadState
+from balloonsim.kernel.kthread import SLEEP, GuestStopped, KernelPanic, KThread, ThreadState
 from balloonsim.kernel.mm import GuestMemory
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import compute_reserves
@@ -38,6 +38,10 @@ from balloonsim.units import PAGE_SHIFT, Clock, format_pages
 from balloonsim.workload import demand_points, drive, workload_rng
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
+
+
+class DomainCrashed(GuestStopped):
+    """Xen crashed the domain (out of PoD memory): whatever the guest was doing ends there."""
 
 
 class KernelObserver(Protocol):
@@ -95,14 +99,15 @@ class GuestKernel:
         self.xen_pv_domain = spec.type == "pv"
         self.xen_initial_domain = spec.initial_domain
         self.config_xen_unpopulated_alloc = kconf.unpopulated_alloc
-        self.xen_start_info_nr_pages = spec.memory
+        ram = self.ram_pages = spec.ram_pages
+        self.xen_start_info_nr_pages = ram
         self.xen_released_pages = 0
         static_max = spec.memory if spec.static_max_pages is None else spec.static_max_pages
         if self.xen_pv_domain:  # E820 RAM up to static-max; beyond nr_pages it is extra memory
-            self.max_pfn = max(spec.memory, static_max)
-            self.xen_extra_mem = [(spec.memory, self.max_pfn - spec.memory)]
+            self.max_pfn = max(ram, static_max)
+            self.xen_extra_mem = [(ram, self.max_pfn - ram)]
         else:
-            self.max_pfn = spec.memory
+            self.max_pfn = ram
             self.xen_extra_mem = []
         self.xen_scrub_pages = spec.balloon.scrub_pages
         self.activity = BalloonActivity()
@@ -111,16 +116,15 @@ class GuestKernel:
         # a kthread pass that goes on at once is recorded when time passed, or always with rows_every_pass
         self.rows_every_pass = rows_every_pass
         self.passes_unobserved = self.iterations_take_no_time and not rows_every_pass
-        self.crashed = False
 
-        spans = zone_layout(self.arch, spec.type, spec.memory)
+        spans = zone_layout(self.arch, spec.type, ram)
         reserves = compute_reserves(
             spans,
             min_free_kbytes=kconf.min_free_kbytes,
             watermark_scale_factor=kconf.watermark_scale_factor,
             thp=kconf.thp,
         )
-        low_boot, high_boot = self.arch.split_by_zone(0, spec.memory)
+        low_boot, high_boot = self.arch.split_by_zone(0, ram)
 
         def pick(value: int | str, default: int) -> int:
             return default if value == "auto" else int(value)
@@ -128,7 +132,7 @@ class GuestKernel:
         self.mm = GuestMemory(
             free_low=low_boot,
             free_high=high_boot,
-            managed=spec.memory,
+            managed=ram,
             totalreserve_pages=pick(kconf.totalreserve_pages, reserves.totalreserve_pages),
             wmark_low_total=reserves.wmark_low_total,
             floor_balloon=pick(kconf.floor_balloon, reserves.alloc_floor(highmem_ok=True)),
@@ -139,8 +143,16 @@ class GuestKernel:
             mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
             on_alloc=self._allocated,
         )
+        # PoD (xen/pod.py): the free pages never touched since boot are Xen's PoD entries.  The
+        # allocator is taken to hand out touched pages first, so an allocation touches untouched
+        # pages only when free memory falls below their count.
+        self.untouched = domain.pod.entries
+        self._untouched_out = 0  # untouched pages the balloon allocated and has not handed back yet
+        self._untouched_scrubbed = 0  # of those, the ones it zeroed (faulted in)
+        self.crashed = False
         self.mm.boot_alloc(self.mm.kernel, kconf.used_at_boot)
         self.mm.boot_alloc(self.mm.slab, kconf.slab_reclaimable)
+        self._fault_in_untouched()
         self.tasks = Tasks(
             self.mm,
             on_oom_kill=self._oom_killed,
@@ -204,7 +216,12 @@ class GuestKernel:
     # -- the page allocator and MemAvailable ------------------------------------------
 
     def alloc_pages(self, count: int, gfp: Gfp) -> tuple[int, int]:
-        return self.mm.alloc_pages(count, gfp)
+        got = self.mm.alloc_pages(count, gfp)
+        if self.untouched:
+            taken = self.untouched - min(self.untouched, self.mm.free_pages)
+            self.untouched -= taken
+            self._untouched_out += taken
+        return got
 
     def free_reserved_pages(self, low: int, high: int) -> None:
         self.mm.free_reserved_pages(low, high)
@@ -220,13 +237,18 @@ class GuestKernel:
         return self.mm.totalreserve_pages
 
     def get_num_physpages(self) -> int:
-        return self.spec.memory
+        return self.ram_pages
 
     def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
         return self.arch.split_by_zone(start_pfn, end_pfn)
 
     def alloc_room(self, gfp: Gfp) -> int:
-        return self.mm.alloc_room(gfp)
+        room = self.mm.alloc_room(gfp)
+        if self.untouched and self.xen_scrub_pages and self.domain.pod.cache < self.frame_list_size:
+            # zeroing a batch of untouched pages may run the PoD cache dry and crash the domain:
+            # turns done at once (the driver's only use of this) stop at the touched free pages
+            room = min(room, self.mm.free_pages - self.untouched)
+        return room
 
     def mem_available_falls_with_free(self) -> bool:
         return self.mm.mem_available_falls_with_free()
@@ -273,7 +295,14 @@ class GuestKernel:
 
     def xenmem_reservation_decrease(self, count: int) -> int:
         self.activity.hypercalls += 1
-        released = self.host.decrease_reservation(self.domain, count)
+        faulted, self._untouched_scrubbed = self._untouched_scrubbed, 0
+        if faulted:  # zeroed untouched pages: faulted in from the PoD cache batch by batch, then released
+            if not self.host.pod_release_scrubbed(self.domain, count - faulted, faulted, self.frame_list_size):
+                self._crash(faulted)
+            released = count
+        else:
+            released = self.host.decrease_reservation(self.domain, count, pod_entries=self._untouched_out)
+        self._untouched_out = 0
         self.activity.pages_out += released
         return released
 
@@ -281,9 +310,16 @@ class GuestKernel:
         return self.host.populate_headroom(self.domain)
 
     def xenmem_reservation_scrub_pages(self, count: int) -> None:
-        """Zero each page before Xen gets it back (when xen_scrub_pages)."""
+        """Zero each page before Xen gets it back (when xen_scrub_pages).
+
+        Zeroing an untouched page of a PoD guest first faults it in from the PoD cache (the boot
+        slow-down of commit 197ecb3802c0's message; Xen's side is counted at the hypercall);
+        unscrubbed, it goes back as a PoD entry.
+        """
         if self.xen_scrub_pages:
             self.activity.scrubbed += count
+            self.activity.pod_faults += self._untouched_out
+            self._untouched_scrubbed, self._untouched_out = self._untouched_out, 0
 
     def xenmem_reservation_va_mapping_update(self, count: int) -> None:
         """PV: set the p2m entry and kernel mapping of each page (auto-translated guests: nothing)."""
@@ -298,12 +334,15 @@ class GuestKernel:
     # -- scheduling -------------------------------------------------------------------------
 
     def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
-        work = DelayedWork(self.env, self.clock, func, f"{self.name}/{name}", lambda: self._work_finished(work))
+        def run() -> Process:  # a crash ends the work function where it is
+            return self._until_crash(func())
+
+        work = DelayedWork(self.env, self.clock, run, f"{self.name}/{name}", lambda: self._work_finished(work))
         self._works.append(work)
         return work
 
     def schedule_delayed_work(self, work: DelayedWork, delay: int) -> bool:
-        return work.schedule(delay)
+        return False if self.crashed else work.schedule(delay)
 
     def mutex(self, name: str) -> Mutex:
         return Mutex(name)
@@ -350,7 +389,7 @@ class GuestKernel:
 
     def _new_thread(self, threadfn: Callable[[], Process], name: str) -> KThread:
         return KThread(
-            self.env, self.clock, f"{self.name}/{name}", threadfn, on_panic=self._panicked, on_switch=self._switch
+            self.env, self.clock, f"{self.name}/{name}", threadfn, on_stop=self._thread_stopped, on_switch=self._switch
         )
 
     def _switch(self, thread: KThread | None) -> None:
@@ -418,12 +457,18 @@ class GuestKernel:
         self.trace("panic", message=f"Kernel panic - not syncing: {message}")
         raise KernelPanic(message)
 
-    def _panicked(self, thread: KThread, panic: KernelPanic) -> None:
-        """The kernel stopped: no thread, task or kswapd runs again, and the toolstack destroys the domain."""
-        self.observer.row(self, "panic")
+    def _thread_stopped(self, thread: KThread, stop: GuestStopped) -> None:
+        """A thread ran into a panic (this kernel stops) or the domain's crash (already told)."""
+        if isinstance(stop, KernelPanic):
+            self.observer.row(self, "panic")
+            self._stop()
+
+    def _stop(self) -> None:
+        """The guest is gone: no thread, task or kswapd runs again, and the toolstack destroys the domain
+        (xl's default on_crash)."""
         self.crashed = True
-        for other in self._threads:
-            other.stop()
+        for thread in self._threads:
+            thread.stop()
         self.observer.guest_crashed(self)
 
     def _work_finished(self, work: DelayedWork) -> None:
@@ -433,7 +478,7 @@ class GuestKernel:
 
     def _pass_finished(self, name: str, requeued_at_once: bool) -> None:
         self.activity.passes += 1
-        self.use_freed_memory()
+        self._unless_crashed(self.use_freed_memory)
         outcome = self.driver.pass_outcome()
         if outcome is not None:
             self.trace(*outcome)
@@ -507,9 +552,13 @@ class GuestKernel:
 
     def program_take(self, pages: int) -> None:
         """A scripted program's allocation (regardless of watermarks); kswapd wakes if it left memory short."""
+        self._unless_crashed(lambda: self._take(pages))
+
+    def _take(self, pages: int) -> None:
         taken = self.mm.take(pages)
         if taken < pages:
             self.trace("take_short", pages, taken, f"the guest had only {taken} free pages")
+        self._fault_in_untouched()
         self.kswapd.wakeup_kswapd()
 
     def program_give(self, pages: int) -> None:
@@ -534,14 +583,14 @@ class GuestKernel:
             self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task))))
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
-        if self.crashed:
-            return
-        self.tasks.set_demand(task, anon, cache)
-        self._settle("workload")
+        if not self.crashed:
+            self.tasks.set_demand(task, anon, cache)
+            self._settle("workload")
 
     def _settle(self, cause: str) -> None:
         """The tasks fault in what they demand; kswapd wakes if that left memory short; a row."""
-        self.tasks.settle()
+        self._unless_crashed(self.tasks.settle)
+        self._unless_crashed(self._fault_in_untouched)
         self.kswapd.wakeup_kswapd()
         self.observer.row(self, cause)
 
@@ -549,7 +598,53 @@ class GuestKernel:
         """Memory the balloon populated may meet demand that was waiting for it."""
         if self.tasks.tasks and self.tasks.unmet_demand():
             self.tasks.settle()
+            self._fault_in_untouched()
             self.kswapd.wakeup_kswapd()
+
+    # -- populate-on-demand and a crash ----------------------------------------------------
+
+    def _fault_in_untouched(self) -> None:
+        """Untouched pages that programs or the kernel took are faulted in from the PoD cache."""
+        if self.untouched > self.mm.free_pages:
+            touched = self.untouched - self.mm.free_pages
+            self.untouched -= touched
+            self._demand_populate(touched)
+
+    def _demand_populate(self, pages: int) -> None:
+        """The guest touches ``pages`` PoD entries; with too small a cache Xen crashes the domain."""
+        if not self.host.pod_demand_populate(self.domain, pages):
+            self._crash(pages)
+
+    def _crash(self, pages: int) -> None:
+        """Out of PoD memory: domain_crash(), then the toolstack destroys the domain; the guest stops here."""
+        cache = self.domain.pod.cache
+        self.trace(
+            "domain_crashed",
+            pages,
+            cache,
+            f"out of populate-on-demand memory: {pages} untouched pages touched, {cache} in the PoD cache; "
+            "Xen crashed the domain",
+        )
+        self._stop()
+        raise DomainCrashed
+
+    def _unless_crashed(self, action: Callable[[], object]) -> None:
+        """Run ``action`` unless the domain has crashed; a crash during it ends it there."""
+        if self.crashed:
+            return
+        try:
+            action()
+        except DomainCrashed:
+            pass
+
+    def _until_crash(self, process: Process) -> Process:
+        """A kernel process that ends where the domain crashes: its vCPUs never run again."""
+        if self.crashed:
+            return None
+        try:
+            return (yield from process)
+        except DomainCrashed:
+            return None
 
     def _before_oom_kill(self, victim: Task) -> None:
         """The OOM killer was called: what it saw, before the kill frees the victim's memory.
@@ -608,7 +703,7 @@ class GuestKernel:
             self.trace("alloc_ballooned", pages, rc)
             return rc
 
-        run_now(self.env, call(), on_return, on_wait=on_sleep)
+        run_now(self.env, self._until_crash(call()), on_return, on_wait=on_sleep)
 
     def free_xenballooned_pages(self, pages: int) -> None:
         held = self.driver.backend_pages
@@ -634,22 +729,28 @@ class GuestKernel:
         return self.hotplug.present_pages
 
     def conservation_problem(self) -> str | None:
-        """None when every page of the guest is accounted for once; else what is wrong."""
+        """None when every page of the guest is accounted for once; else what is wrong.
+
+        A PoD guest's untouched pages are Xen's PoD entries, and Xen holds its PoD cache and the
+        video RAM besides the pages the guest touched.  A crashed guest has no pages left to count.
+        """
         if self.crashed:
-            return None  # its domain was destroyed: Xen took every page back
+            return None
         stats = self.driver.balloon_stats
         mm = self.mm
         lent = self.driver.backend_pages
         offline = self.hotplug.offline_pages
         populated = mm.free_low + mm.free_high + self.used_pages()
+        backed = populated - self.untouched + self.domain.pod.cache + self.spec.videoram
         ballooned = stats.balloon_low + stats.balloon_high
-        unpopulated_extra = self.max_pfn - self.spec.memory if self.config_xen_unpopulated_alloc else 0
+        unpopulated_extra = self.max_pfn - self.ram_pages if self.config_xen_unpopulated_alloc else 0
         accounted = populated + ballooned + lent + offline + unpopulated_extra
         tasks = self.tasks.tasks
         swapped = sum(t.swapped for t in tasks)
         if (
             accounted == self.present_pages()
-            and populated == self.domain.tot_pages
+            and backed == self.domain.tot_pages
+            and self.untouched == self.domain.pod.entries
             and swapped == mm.swap_used <= mm.swap_total
             and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
             and min(mm.programs.pages, mm.page_cache.total, mm.slab.total, mm.swap_used) >= 0
@@ -672,8 +773,12 @@ class GuestKernel:
         negative = [f"{k}={v}" for k, v in counts.items() if v < 0]
         if negative:
             return f"negative page counts: {', '.join(negative)}"
-        if populated != self.domain.tot_pages:
-            return f"the guest has {populated} populated pages but Xen counts tot_pages {self.domain.tot_pages}"
+        if backed != self.domain.tot_pages or self.untouched != self.domain.pod.entries:
+            return (
+                f"the guest has {populated} pages ({self.untouched} untouched) but Xen counts tot_pages "
+                f"{self.domain.tot_pages} ({self.domain.pod.cache} PoD cache, {self.domain.pod.entries} PoD "
+                f"entries, {self.spec.videoram} video RAM)"
+            )
         if accounted != self.present_pages():
             return (
                 f"guest pages not conserved: free {mm.free_pages} + used {self.used_pages()} + ballooned "

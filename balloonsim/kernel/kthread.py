@@ -17,7 +17,7 @@ time, and other events may happen before it goes on).
   woken) first runs first: SimPy runs same-time, same-priority events in
   the order they were scheduled.
 * ``panic()`` does not return: it raises ``KernelPanic``, which ends the
-  thread; the kernel that owns it is told (``on_panic``).
+  thread; so does Xen crashing the domain; the kernel that owns it is told (``on_stop``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,11 @@ from balloonsim.sim import WORK, Process, Timer
 from balloonsim.units import Clock
 
 
-class KernelPanic(Exception):
+class GuestStopped(Exception):
+    """The guest stops where it is: its kernel panicked, or Xen crashed its domain."""
+
+
+class KernelPanic(GuestStopped):
     """panic(): the guest kernel stops here."""
 
 
@@ -55,13 +59,13 @@ class KThread:
         name: str,
         threadfn: Callable[[], Process],
         *,
-        on_panic: Callable[[KThread, KernelPanic], None],
+        on_stop: Callable[[KThread, GuestStopped], None],
         on_switch: Callable[[KThread | None], None],
     ):
         self.env = env
         self.clock = clock
         self.name = name
-        self.on_panic = on_panic
+        self.on_stop = on_stop
         self.on_switch = on_switch  # told which thread runs now (None: none)
         self.state = ThreadState.RUNNABLE
         self.wq: Any = None
@@ -136,9 +140,9 @@ class KThread:
         except StopIteration:
             self.state = ThreadState.DONE
             return
-        except KernelPanic as panic:
+        except GuestStopped as stop:
             self.state = ThreadState.DONE
-            self.on_panic(self, panic)
+            self.on_stop(self, stop)
             return
         finally:
             self.on_switch(None)

@@ -125,6 +125,7 @@ def domain_summary(
         .sum()
     )
     refused, clamped = last_request_refused_or_clamped(timeline, events)
+    crashed = kind("domain_crashed").to_numpy() > 0
 
     return pd.DataFrame(
         {
@@ -132,7 +133,10 @@ def domain_summary(
             "final_current_pages": last["current_pages"].to_numpy(),
             "final_target_pages": last["target_pages"].to_numpy(),
             "final_state": last["state"].astype(str).to_numpy(),
-            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy() & ~refused & ~clamped,
+            "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy()
+            & ~(refused | clamped | crashed),
+            # out of populate-on-demand memory: Xen crashed the domain and the toolstack destroyed it
+            "crashed": crashed,
             "last_target_refused": refused,
             "last_target_clamped": clamped,
             "toolstack_refusals": kind("mem_set_failed").to_numpy(),
@@ -147,6 +151,7 @@ def domain_summary(
             "pages_out": act("pages_out"),
             "pages_in": act("pages_in"),
             "pages_hotplugged": act("hotplugged"),
+            "pod_faults": act("pod_faults"),
             "eagain_passes": state("EAGAIN"),
             "wait_passes": state("WAIT"),
             "cancellations": state("ECANCELED"),

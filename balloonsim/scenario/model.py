@@ -46,6 +46,7 @@ from balloonsim.scenario.types import (
     PagesPerSecond,
 )
 from balloonsim.scenario.workloads import Workload
+from balloonsim.xen import toolstack
 
 
 class ManagerParams(Model):
@@ -274,14 +275,27 @@ class Domain(Model):
     toolstack: Literal["libxl", "xend"] = Field(
         "libxl", description="which writes static-max: libxl as memory/static-max, xend as memory/memory_static_max"
     )
-    memory: Pages = Field(description="RAM at boot: get_num_physpages() (HVM/PVH) or nr_pages (PV)")
+    memory: Pages = Field(
+        description="xl's memory=: populated at boot (PV: nr_pages; HVM/PVH: RAM less videoram, or with PoD "
+        "the PoD cache)"
+    )
     static_max: PagesOrAbsent | None = Field(
-        None, description="xenstore memory/static-max; default: memory; 'absent': no such key"
+        None, description="xl's maxmem=, xenstore memory/static-max; default: memory; 'absent': no such key"
+    )
+    videoram: Pages = Field(
+        0,
+        description="HVM only: video RAM inside memory= and maxmem= (libxl's default is 8MiB for the cirrus "
+        "card, 16MiB for stdvga; balloonsim's 0 keeps memory the guest's RAM)",
+    )
+    pod: bool | None = Field(
+        None, description="populate-on-demand; default as libxl: HVM/PVH with memory below static-max"
     )
     initial_target: KiBOrAbsent | None = Field(
-        None, description="xenstore memory/target at creation; default: memory; 'absent': not written"
+        None,
+        description="xenstore memory/target at creation; default as libxl: memory less videoram, less 1MiB "
+        "more for HVM when static-max is above memory; 'absent': not written",
     )
-    max_pages: Pages | None = Field(None, description="Xen's max_pages; default: the larger of memory and static-max")
+    max_pages: Pages | None = Field(None, description="Xen's max_pages at creation; default as libxl: memory + 1MiB")
     kernel: Kernel = Field(default_factory=Kernel)
     balloon: Balloon = Field(default_factory=Balloon)
     costs: Costs = Field(
@@ -315,17 +329,34 @@ class Domain(Model):
         return self.memory if self.static_max is None else int(self.static_max)
 
     @property
+    def pod_enabled(self) -> bool:
+        """Built with populate-on-demand: as asked, else libxl's choice."""
+        if self.pod is not None:
+            return self.pod
+        return toolstack.libxl_uses_pod(self.type, self.memory, self.static_max_pages or 0)
+
+    @property
+    def ram_pages(self) -> int:
+        """The guest's RAM at boot: get_num_physpages() (HVM/PVH: maxmem - videoram with PoD, else
+        memory - videoram; libxl__build_hvm) or nr_pages (PV)."""
+        if self.pod_enabled:
+            return (self.static_max_pages or 0) - self.videoram
+        return self.memory - self.videoram
+
+    @property
     def initial_target_kib(self) -> int | None:
         """memory/target at creation in KiB, None when the toolstack wrote none."""
         if self.initial_target == "absent":
             return None
-        return units.pages_to_kib(self.memory) if self.initial_target is None else int(self.initial_target)
+        if self.initial_target is not None:
+            return int(self.initial_target)
+        static_max = self.memory if self.static_max_pages is None else self.static_max_pages
+        fudge = toolstack.libxl_targetmem_fudge(self.type, self.memory, static_max, self.videoram)
+        return units.pages_to_kib(self.memory - fudge)
 
     @property
     def max_pages_at_boot(self) -> int:
-        if self.max_pages is not None:
-            return self.max_pages
-        return max(self.memory, self.static_max_pages or 0)
+        return toolstack.libxl_max_pages(self.memory) if self.max_pages is None else self.max_pages
 
 
 class AllocBallooned(Model):

@@ -133,14 +133,17 @@ def domain_problems(d: Domain) -> list[Issue]:
         # libxl__build_dom (tools/libs/light/libxl_dom.c): xc_dom_boot_mem_init() populates the
         # guest's memory, then xc_dom_build_image() loads its kernel into it
         problems.append((("memory",), "must be more than 0: the domain builder loads the guest's kernel into it"))
+    problems += _video_and_pod_problems(d)
     held = d.kernel.used_at_boot + d.kernel.slab_reclaimable
-    if held > d.memory:
-        # the kernel's own pages and its slab are populated RAM (totalram_pages = present - reserved)
+    populated = d.memory - d.videoram
+    if held > populated and not problems:
+        # the kernel's own pages and its slab are populated RAM (totalram_pages = present - reserved);
+        # with PoD they are faulted in from the cache, which holds memory - videoram pages
         problems.append(
             (
                 ("kernel", "used_at_boot"),
                 f"used_at_boot plus slab_reclaimable is {format_pages(held)}, more than the guest's memory "
-                f"({format_pages(d.memory)})",
+                f"({format_pages(populated)}{' less video RAM' if d.videoram else ''})",
             )
         )
     static_max = d.static_max_pages
@@ -168,11 +171,31 @@ def domain_problems(d: Domain) -> list[Issue]:
     return problems
 
 
+def _video_and_pod_problems(d: Domain) -> list[Issue]:
+    """Video RAM and populate-on-demand as libxl allows them."""
+    problems: list[Issue] = []
+    if d.videoram and d.type != "hvm":
+        # libxl__domain_build_info_setdefault (libxl_create.c): only an HVM guest's device model has video RAM
+        problems.append((("videoram",), f"only an HVM guest has video RAM (libxl gives a {d.type.upper()} guest 0)"))
+    elif d.videoram and d.videoram >= d.memory:
+        # libxl__build_hvm gives the guest memory - videoram pages (with PoD, that much PoD cache)
+        problems.append(
+            (("videoram",), f"{format_pages(d.videoram)} leaves no RAM of memory ({format_pages(d.memory)})")
+        )
+    if d.pod and d.type == "pv":
+        # libxl_create.c: pod_enabled only for a non-PV guest; a PV guest's extra memory is ballooned instead
+        problems.append((("pod",), "a PV guest has no populate-on-demand (its memory above nr_pages is ballooned)"))
+    elif d.pod and not (d.static_max_pages is not None and d.memory < d.static_max_pages):
+        # xg_dom_x86.c meminit_hvm: PoD only when the target is below the guest's pages
+        problems.append((("pod",), "populate-on-demand needs memory below static_max (maxmem)"))
+    return problems
+
+
 def max_pfn(d: Domain) -> int:
     """The guest's RAM at boot: a PV guest's E820 reaches static-max, beyond nr_pages (as kernel/guest.py)."""
     if d.type == "pv":
         return max(d.memory, d.static_max_pages or 0)
-    return d.memory
+    return d.ram_pages
 
 
 def scenario_problems(scenario: Scenario) -> list[Issue]:
@@ -292,8 +315,8 @@ def _boot_target_beyond_reach(d: Domain) -> str | None:
         return None
     target = units.kib_to_pages(kib)
     if d.type != "pv" and not d.initial_domain and d.static_max_pages is not None:
-        target -= d.static_max_pages - d.memory  # watch_target's target_diff (drivers/xen/xen-balloon.c)
-    reachable = max_pfn(d) if d.type == "pv" and not d.kernel.unpopulated_alloc else d.memory
+        target -= d.static_max_pages - d.ram_pages  # watch_target's target_diff (drivers/xen/xen-balloon.c)
+    reachable = max_pfn(d) if d.type == "pv" and not d.kernel.unpopulated_alloc else d.ram_pages
     if target <= reachable:
         return None
     # reserve_additional_memory without CONFIG_XEN_BALLOON_MEMORY_HOTPLUG (drivers/xen/balloon.c)

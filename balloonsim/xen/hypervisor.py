@@ -2,34 +2,44 @@
 
 Only what ballooning touches is modelled (xen/common/memory.c,
 xen/common/page_alloc.c): each domain's ``tot_pages`` and
-``max_pages``, the host's free pages, and the two memory_op calls a balloon
-driver makes.  Memory that is neither free nor held by a simulated domain
+``max_pages``, its populate-on-demand pool (``xen/pod.py``), the host's free
+pages, the two memory_op calls a balloon driver makes, and a crashed domain's
+destruction.  Memory that is neither free nor held by a simulated domain
 belongs to "other" consumers (Xen's heap, dom0, unsimulated guests), so that
 ``free + Σ tot_pages + other`` is the host's total at every step.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 from balloonsim.columns import Column
 from balloonsim.errors import SimulationError
+from balloonsim.xen.pod import PodPool
 
 
 @dataclass(eq=False)
 class Domain:
     """Xen's ``struct domain``, the memory part."""
 
-    COLUMNS: ClassVar[tuple[Column, ...]] = (Column("dom_pages"), Column("max_pages"))
+    COLUMNS: ClassVar[tuple[Column, ...]] = (
+        Column("dom_pages"),
+        Column("max_pages"),
+        Column("pod_entries"),
+        Column("pod_cache"),
+    )
 
     domid: int
     name: str
     tot_pages: int
     max_pages: int
+    pod: PodPool = field(default_factory=PodPool)
+    pv: bool = False  # not an HVM container (XEN_DOMINF_hvm_guest clear)
+    destroyed: bool = False
 
     def row_values(self) -> tuple[int, ...]:
-        return (self.tot_pages, self.max_pages)
+        return (self.tot_pages, self.max_pages, self.pod.entries, self.pod.cache)
 
 
 class Host:
@@ -45,22 +55,20 @@ class Host:
     def row_values(self) -> tuple[int, ...]:
         return (self.free_pages,)
 
-    def create_domain(self, name: str, tot_pages: int, max_pages: int) -> Domain:
-        """A domain built with ``tot_pages`` already allocated to it (from the other pool)."""
-        dom = Domain(len(self.domains) + 1, name, tot_pages, max_pages)
+    def create_domain(
+        self, name: str, tot_pages: int, max_pages: int, pod: PodPool | None = None, pv: bool = False
+    ) -> Domain:
+        """A domain built with ``tot_pages`` already allocated to it (from the other pool).
+
+        A PoD build (``pod``: xc_domain_set_pod_target, then populate_physmap with
+        XENMEMF_populate_on_demand, tools/libs/guest/xg_dom_x86.c meminit_hvm) holds ``pod.cache``
+        of its pages in the cache, and its RAM is ``pod.entries`` PoD entries.
+        """
+        dom = Domain(len(self.domains) + 1, name, tot_pages, max_pages, pod or PodPool(), pv)
         self.domains.append(dom)
         self.domain_pages += tot_pages
         self.other_pages -= tot_pages
         return dom
-
-    def destroy_domain(self, dom: Domain) -> int:
-        """domain_kill(): every page of the domain goes back to the heap; returns how many."""
-        freed = dom.tot_pages
-        dom.tot_pages = 0
-        dom.max_pages = 0
-        self.domain_pages -= freed
-        self.free_pages += freed
-        return freed
 
     # XENMEM_populate_physmap with order-0 extents
     def populate_physmap(self, dom: Domain, nr_extents: int) -> int:
@@ -73,9 +81,7 @@ class Host:
         done = min(nr_extents, self.populate_headroom(dom))
         if done <= 0:
             return 0
-        self.free_pages -= done
-        dom.tot_pages += done
-        self.domain_pages += done
+        self._adjust_tot_pages(dom, done)
         return done
 
     def populate_headroom(self, dom: Domain) -> int:
@@ -83,14 +89,62 @@ class Host:
         return max(0, min(self.free_pages, dom.max_pages - dom.tot_pages))
 
     # XENMEM_decrease_reservation
-    def decrease_reservation(self, dom: Domain, nr_extents: int) -> int:
-        """Give ``nr_extents`` of the domain's pages back to the heap; always all of them."""
-        if nr_extents > dom.tot_pages:
-            raise SimulationError(f"domain {dom.name} releases {nr_extents} pages but holds only {dom.tot_pages}")
-        dom.tot_pages -= nr_extents
-        self.domain_pages -= nr_extents
-        self.free_pages += nr_extents
+    def decrease_reservation(self, dom: Domain, nr_extents: int, pod_entries: int = 0) -> int:
+        """Give ``nr_extents`` of the domain's pages back, ``pod_entries`` of them PoD entries; always all.
+
+        p2m_pod_decrease_reservation (xen/arch/x86/mm/p2m-pod.c) drops the entries and may keep
+        real pages for the PoD cache; the rest go back to the heap.
+        """
+        if pod_entries > dom.pod.entries or nr_extents - pod_entries > dom.tot_pages - dom.pod.cache:
+            raise SimulationError(
+                f"domain {dom.name} releases {nr_extents} pages ({pod_entries} PoD entries) but holds only "
+                f"{dom.tot_pages - dom.pod.cache} populated pages and {dom.pod.entries} PoD entries"
+            )
+        self._adjust_tot_pages(dom, -dom.pod.decrease_reservation(pod_entries, nr_extents - pod_entries))
         return nr_extents
+
+    def _adjust_tot_pages(self, dom: Domain, delta: int) -> None:
+        """Pages move between the heap and the domain (domain_adjust_tot_pages)."""
+        dom.tot_pages += delta
+        self.domain_pages += delta
+        self.free_pages -= delta
+
+    # XEN_DOMCTL_set_pod_target (xc_domain_set_pod_target)
+    def pod_set_target(self, dom: Domain, target: int) -> None:
+        """p2m_pod_set_mem_target: size the PoD cache for a target of ``target`` pages.
+
+        The cache grows from the heap as far as the free pages and max_pages allow
+        (p2m_pod_set_cache_target allocates domain pages), and shrinks back to it.
+        """
+        wanted = dom.pod.cache_target(target, dom.tot_pages)
+        if wanted is None or dom.destroyed:
+            return
+        change = min(wanted - dom.pod.cache, self.populate_headroom(dom))
+        dom.pod.cache += change
+        self._adjust_tot_pages(dom, change)
+
+    def pod_release_scrubbed(self, dom: Domain, touched: int, faulted: int, batch: int) -> bool:
+        """decrease_reservation of ``touched`` real pages and ``faulted`` PoD entries the guest zeroed
+        first, in calls of ``batch`` pages (``PodPool.release_scrubbed``); False: out of PoD memory."""
+        freed = dom.pod.release_scrubbed(touched, faulted, batch)
+        if freed is None:
+            return False
+        self._adjust_tot_pages(dom, -freed)
+        return True
+
+    def pod_demand_populate(self, dom: Domain, pages: int) -> bool:
+        """The guest touches ``pages`` PoD entries; False when the cache cannot back them all
+        (p2m_pod_demand_populate: "out of PoD memory", then domain_crash)."""
+        return dom.pod.demand_populate(pages)
+
+    def destroy_domain(self, dom: Domain) -> int:
+        """domain_kill(), when the toolstack destroys a domain: all its pages go back to the heap
+        (returns how many)."""
+        freed = dom.tot_pages
+        self._adjust_tot_pages(dom, -freed)
+        dom.pod = PodPool()
+        dom.destroyed = True
+        return freed
 
     # XEN_DOMCTL_max_mem
     def set_max_pages(self, dom: Domain, max_pages: int) -> None:
