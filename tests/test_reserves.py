@@ -159,3 +159,17 @@ def test_without_memory_for_the_memmap_the_add_fails_and_the_driver_cancels():
     assert "[warn] Cannot add additional memory (-12)" in messages
     assert r.summary.iloc[0]["final_state"] == "ECANCELED" and r.summary.iloc[0]["pages_hotplugged"] == 0
     assert r.domain("g").iloc[-1]["guest_free"] == 100
+
+
+def test_zones_now_counts_ballooned_out_pages_against_the_highest_zones_first():
+    # 100000 pages ballooned out of the 4 GiB guest: Normal's 64320 managed pages first, then
+    # 35680 of DMA32's; a section onlined is present in Normal
+    dma, dma32, normal = zones_now(FOUR_GIB, 32768, 0, -100000)
+    assert (dma.managed, dma32.managed, normal.managed) == (DMA, DMA32 - 35680, 0)
+    assert normal.present == 65633 + 32768 and dma32.present == 978944
+    # populated hot-added pages are managed in Normal
+    assert zones_now(FOUR_GIB, 32768, 0, 32768)[2].managed == NORMAL + 32768
+    # a 32-bit guest's onlined highmem pages are present in HighMem, its lowmem ones in Normal
+    x86_32 = zone_layout(ARCHES["x86_32"], "hvm", 512 * MiB)
+    normal32, high32 = zones_now(x86_32, 98304, 32768, 0)[1:]
+    assert (normal32.present, high32.present) == (x86_32[1].present + 98304, x86_32[2].present + 32768)
