@@ -24,6 +24,7 @@ class Arch:
     lowmem_pages: int | None  # first highmem pfn; None: no highmem (64-bit)
     section_pages: int  # PAGES_PER_SECTION
     physmem_bits: int  # MAX_PHYSMEM_BITS: hot-added memory must end below 2**physmem_bits bytes
+    struct_page_bytes: int  # sizeof(struct page): the memmap each hot-added page costs
 
     def split_by_zone(self, start_pfn: int, end_pfn: int) -> tuple[int, int]:
         """(lowmem, highmem) pages among pfns [start, end): highmem is pfn >= lowmem_pages."""
@@ -36,15 +37,37 @@ class Arch:
 ARCHES: dict[str, Arch] = {
     # SECTION_SIZE_BITS 27 = 128 MiB (arch/x86/include/asm/sparsemem.h, from memory); MAX_PHYSMEM_BITS 46
     # with 4-level page tables (52 with 5-level), same file
-    "x86_64": Arch("x86_64", frame_list=512, lowmem_pages=None, section_pages=32768, physmem_bits=46),
+    # struct page (include/linux/mm_types.h): flags, a five-word union, two 32-bit counters and memcg_data,
+    # 64 bytes on 64-bit kernels
+    "x86_64": Arch(
+        "x86_64", frame_list=512, lowmem_pages=None, section_pages=32768, physmem_bits=46, struct_page_bytes=64
+    ),
     # 4 KiB pages; SECTION_SIZE_BITS 27 since v5.12, MAX_PHYSMEM_BITS = CONFIG_ARM64_PA_BITS, 48 by
     # default (arch/arm64/include/asm/sparsemem.h)
-    "arm64": Arch("arm64", frame_list=512, lowmem_pages=None, section_pages=32768, physmem_bits=48),
-    # PAE: 896 MiB of lowmem, SECTION_SIZE_BITS 29 = 512 MiB, MAX_PHYSMEM_BITS 36 (from memory)
-    "x86_32": Arch("x86_32", frame_list=1024, lowmem_pages=896 * PAGES_PER_MIB, section_pages=131072, physmem_bits=36),
+    "arm64": Arch(
+        "arm64", frame_list=512, lowmem_pages=None, section_pages=32768, physmem_bits=48, struct_page_bytes=64
+    ),
+    # PAE: 896 MiB of lowmem, SECTION_SIZE_BITS 29 = 512 MiB, MAX_PHYSMEM_BITS 36 (from memory); the same
+    # struct page in 4-byte words is 36 bytes (with CONFIG_MEMCG, as distributions build them)
+    "x86_32": Arch(
+        "x86_32",
+        frame_list=1024,
+        lowmem_pages=896 * PAGES_PER_MIB,
+        section_pages=131072,
+        physmem_bits=36,
+        struct_page_bytes=36,
+    ),
     # xen_pfn_t is uint64_t on ARM; 3G/1G split with a 240 MiB vmalloc area leaves
-    # about 760 MiB of lowmem; SECTION_SIZE_BITS 28 = 256 MiB, MAX_PHYSMEM_BITS 36 (all from memory)
-    "arm32": Arch("arm32", frame_list=512, lowmem_pages=760 * PAGES_PER_MIB, section_pages=65536, physmem_bits=36),
+    # about 760 MiB of lowmem; SECTION_SIZE_BITS 28 = 256 MiB, MAX_PHYSMEM_BITS 36, struct page 36 bytes as on
+    # x86_32 (all from memory)
+    "arm32": Arch(
+        "arm32",
+        frame_list=512,
+        lowmem_pages=760 * PAGES_PER_MIB,
+        section_pages=65536,
+        physmem_bits=36,
+        struct_page_bytes=36,
+    ),
 }
 
 # x86 ZONE_DMA spans pfn 1..4095 minus the legacy hole 0xa0..0xff: 3999 pages,

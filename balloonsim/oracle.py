@@ -14,6 +14,8 @@ oracle script            balloonsim scenario
 =======================  ==============================================
 ``init pages=N ...``     one HVM domain of N pages; memory/target not
                          written at boot (the boot watch finds none);
+                         hot-added memory costs no memmap, as in the
+                         harness (``struct_page_bytes: 0``);
                          ``lowmem=N`` selects arm32 (highmem, 512-page
                          batches, as the oracle's x86_64 build has)
 ``target P``             ``target: 4P KiB``: the xenstore watch turns it
@@ -106,6 +108,7 @@ def script_to_scenario(
             "auto_online": init.get("auto_online", "1") == "1",
             "section": f"{section_pages} pages",
         },
+        "struct_page_bytes": 0,
     }
     if init.get("lowmem", "all") != "all":
         kernel = {"arch": "arm32", "lowmem": f"{int(init['lowmem'])} pages", **kernel}

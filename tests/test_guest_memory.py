@@ -13,8 +13,8 @@ from balloonsim.units import PAGES_PER_GIB as GiB_PAGES
 from conftest import make_mm
 
 
-def hvm_reserves(gib, **kw):
-    return compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", int(gib * GiB_PAGES)), **kw)
+def hvm_reserves(gib, thp=False, **kw):
+    return compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", int(gib * GiB_PAGES)), thp=thp, **kw)
 
 
 @pytest.mark.parametrize("gib, zones", [(4, 3), (16, 3), (2, 2)])

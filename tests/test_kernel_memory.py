@@ -7,17 +7,21 @@ import pytest
 
 from balloonsim.arch import ARCHES, ZoneSpan, zone_layout
 from balloonsim.kernel.mm import GFP_BALLOON, GFP_USER, Pages
-from balloonsim.kernel.watermarks import compute_reserves, default_min_free_kbytes, mult_frac
+from balloonsim.kernel.watermarks import compute_reserves, mult_frac
 from balloonsim.units import PAGES_PER_GIB as GiB_PAGES
 from conftest import make_mm
 
 
+def default_min_free_kbytes(pages):
+    return compute_reserves([ZoneSpan("Normal", pages, pages)], thp=False).min_free_kbytes
+
+
 def test_min_free_kbytes_matches_the_kernel_comment_table():
     # mm/page_alloc.c: "4096MB: 8192k", "16384MB: 16384k" for that much lowmem
-    assert default_min_free_kbytes([ZoneSpan("Normal", 4 * GiB_PAGES, 4 * GiB_PAGES)]) == 8192
-    assert default_min_free_kbytes([ZoneSpan("Normal", 16 * GiB_PAGES, 16 * GiB_PAGES)]) == 16384
-    assert default_min_free_kbytes([ZoneSpan("Normal", 256, 256)]) == 128  # clamped up
-    assert default_min_free_kbytes([ZoneSpan("Normal", 2**40, 2**40)]) == 262144  # clamped down
+    assert default_min_free_kbytes(4 * GiB_PAGES) == 8192
+    assert default_min_free_kbytes(16 * GiB_PAGES) == 16384
+    assert default_min_free_kbytes(256) == 128  # clamped up
+    assert default_min_free_kbytes(2**40) == 262144  # clamped down
 
 
 def test_4gib_hvm_guest_reserves_derived_by_hand():
@@ -38,7 +42,7 @@ def test_4gib_hvm_guest_reserves_derived_by_hand():
     reserve_dma32 = normal // 256
     totalreserve = min(dma, reserve_dma + highs[0]) + min(dma32, reserve_dma32 + highs[1]) + highs[2]
 
-    r = compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", 4 * GiB_PAGES))
+    r = compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", 4 * GiB_PAGES), thp=False)
     assert r.min_free_kbytes == min_free_kbytes
     assert [z.wmark_min for z in r.zones] == mins
     assert [z.wmark_low for z in r.zones] == lows
@@ -54,14 +58,15 @@ def test_4gib_hvm_guest_reserves_derived_by_hand():
     [(4, None, 3.0e3, 8.3e3), (16, None, 8.2e3, 28.5e3), (4, 67584, 21e3, 29.5e3), (16, 67584, 21e3, 41.6e3)],
 )
 def test_kernel_facts_magnitude_table(gib, min_free_kbytes, low_total, totalreserve):
-    r = compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", gib * GiB_PAGES), min_free_kbytes=min_free_kbytes)
+    spans = zone_layout(ARCHES["x86_64"], "hvm", gib * GiB_PAGES)
+    r = compute_reserves(spans, min_free_kbytes=min_free_kbytes, thp=False)
     assert r.wmark_low_total == pytest.approx(low_total, rel=0.02)
     assert r.totalreserve_pages == pytest.approx(totalreserve, rel=0.01)
 
 
 def test_highmem_zone_min_watermark_is_clamped():
     spans = [ZoneSpan("Normal", 200000, 200000), ZoneSpan("HighMem", 50000, 50000, highmem=True)]
-    r = compute_reserves(spans)
+    r = compute_reserves(spans, thp=False)
     assert r.zones[1].wmark_min == 48  # 50000 // 1024, within [SWAP_CLUSTER_MAX=32, 128]
     assert r.zones[0].lowmem_reserve[1] == 50000 // 32  # Normal's ratio is 32
 

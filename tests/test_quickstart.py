@@ -62,3 +62,10 @@ def test_stuck_backs_off_2_4_8_seconds_then_cancels(result):
     assert list(-work["current_pages"].diff().dropna()) == [512] * 3
     s = result.summary.set_index("domain").loc["stuck"]
     assert s["final_current_pages"] > s["final_target_pages"]
+    # A 3 GiB HVM guest with THP (the default) has DMA (3977 managed) and DMA32 (782433 present,
+    # 766784 managed): khugepaged's 2 x 11 x 512 = 11264 pages.  Mins 11264 * 3977 // 770761 = 58
+    # and 11264 * 766784 // 770761 = 11205, deltas 14 and 2801, highs 86 and 16807; DMA's reserve
+    # 766784 // 256 = 2995: totalreserve min(3977, 86 + 2995) + 16807 = 19888.  At 15 s
+    # MemAvailable is 512 MiB free - 19888 = 111184; batch 180 finds 111184 - 179 * 512 = 19536
+    # under totalreserve, balloons and ends EAGAIN; the three retries take one batch each.
+    assert s["final_current_pages"] == 3 * 1024 * MiB - (180 + 3) * 512

@@ -176,7 +176,7 @@ def test_kswapd_reclaims_from_the_min_to_the_high_floor_at_its_rate():
         {"name": "app", "steps": [{"at": "5s", "anon": "100MiB"}]},
     ]
     r = run(guest(workloads, kswapd_rate="256MiB/s", duration="10s").replace(progress_every="0s"))
-    reserves = compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", GiB))
+    reserves = compute_reserves(zone_layout(ARCHES["x86_64"], "hvm", GiB), thp=True)  # the default
     low, high = (reserves.alloc_floor(True, m) for m in ("low", "high"))
     tl = r.domain("g").set_index("cause")
     # at 5 s the app's faults take free memory to the min floor (reclaiming cache directly),

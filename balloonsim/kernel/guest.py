@@ -26,15 +26,15 @@ from balloonsim.kernel.hotplug import MemoryHotplug
 from balloonsim.kernel.interface import BalloonDriver, Gfp, Resource
 from balloonsim.kernel.kswapd import Kswapd
 from balloonsim.kernel.kthread import SLEEP, GuestStopped, KernelPanic, KThread, ThreadState
-from balloonsim.kernel.mm import GuestMemory
+from balloonsim.kernel.mm import GuestMemory, Pages
 from balloonsim.kernel.tasks import Task, Tasks
-from balloonsim.kernel.watermarks import compute_reserves
+from balloonsim.kernel.watermarks import Reserves, compute_reserves, init_per_zone_wmark_min, zones_now
 from balloonsim.kernel.workqueue import LIVELOCK_RUNS, DelayedWork, Mutex, WaitQueue, wait_event_interruptible
 from balloonsim.kernel.xen_balloon import XenBalloonFrontend
 from balloonsim.registry import DRIVERS
 from balloonsim.scenario.model import Domain as DomainSpec
 from balloonsim.sim import EVENT, WORK, Process, Timer, run_now
-from balloonsim.units import PAGE_SHIFT, Clock, format_pages
+from balloonsim.units import PAGE_SHIFT, PAGE_SIZE, Clock, format_pages
 from balloonsim.workload import demand_points, drive, workload_rng
 from balloonsim.xen.hypervisor import Domain, Host
 from balloonsim.xen.xenstore import XenStore
@@ -85,10 +85,11 @@ class GuestKernel:
         self.xenstore = xenstore
         self.observer = observer
         kconf = spec.kernel
+        hotplug_conf = kconf.hotplug
 
         base = ARCHES[kconf.arch]
         lowmem = kconf.lowmem if kconf.lowmem is not None else base.lowmem_pages
-        section = kconf.hotplug.section if kconf.hotplug.section is not None else base.section_pages
+        section = hotplug_conf.section if hotplug_conf.section is not None else base.section_pages
         self.arch = dataclasses.replace(base, lowmem_pages=lowmem, section_pages=section)
         self.frame_list_size = self.arch.frame_list
         self.section_pages = section
@@ -117,28 +118,28 @@ class GuestKernel:
         self.rows_every_pass = rows_every_pass
         self.passes_unobserved = self.iterations_take_no_time and not rows_every_pass
 
-        spans = zone_layout(self.arch, spec.type, ram)
-        reserves = compute_reserves(
-            spans,
+        self.boot_zones = zone_layout(self.arch, spec.type, ram)
+        self.reserves = compute_reserves(
+            self.boot_zones,
             min_free_kbytes=kconf.min_free_kbytes,
             watermark_scale_factor=kconf.watermark_scale_factor,
             thp=kconf.thp,
         )
+        # values the scenario (or a later override) fixes: kept when the reserves are computed again
+        self._fixed = {
+            name: int(value)
+            for name in ("totalreserve_pages", "floor_balloon", "floor_user")
+            if (value := getattr(kconf, name)) != "auto"
+        }
+        self._onlined = Pages()  # hot-added pages onlined, by zone class
+        struct_page = kconf.struct_page_bytes
+        self.struct_page_bytes = self.arch.struct_page_bytes if struct_page is None else struct_page
         low_boot, high_boot = self.arch.split_by_zone(0, ram)
-
-        def pick(value: int | str, default: int) -> int:
-            return default if value == "auto" else int(value)
-
         self.mm = GuestMemory(
             free_low=low_boot,
             free_high=high_boot,
             managed=ram,
-            totalreserve_pages=pick(kconf.totalreserve_pages, reserves.totalreserve_pages),
-            wmark_low_total=reserves.wmark_low_total,
-            floor_balloon=pick(kconf.floor_balloon, reserves.alloc_floor(highmem_ok=True)),
-            floor_user=pick(kconf.floor_user, reserves.alloc_floor(highmem_ok=False)),
-            low_floor=reserves.alloc_floor(highmem_ok=True, mark="low"),
-            high_floor=reserves.alloc_floor(highmem_ok=True, mark="high"),
+            **self._reserves_in_force(self.reserves),
             swap=kconf.swap,
             mem_available=None if kconf.mem_available == "auto" else int(kconf.mem_available),
             on_alloc=self._allocated,
@@ -183,16 +184,18 @@ class GuestKernel:
         self.hotplug = MemoryHotplug(
             boot_end_pfn=self.max_pfn,
             section_pages=section,
-            auto_online=kconf.hotplug.auto_online,
+            auto_online=hotplug_conf.auto_online,
             split_by_zone=self.arch.split_by_zone,
-            max_added=kconf.hotplug.max_added,
+            max_added=hotplug_conf.max_added,
             pluggable_end_pfn=1 << (self.arch.physmem_bits - PAGE_SHIFT),
             on_event=self._hotplug_event,
+            alloc_memmap=self._alloc_memmap,
+            on_online=self._memory_onlined,
         )
         self._sysctl: dict[str, Callable[[str], int]] = {}
 
         driver_class: type[BalloonDriver] = DRIVERS.load(spec.balloon.driver)
-        self.driver = driver_class(self, memory_hotplug=kconf.hotplug.enabled, bulk_iterations=bulk_iterations)
+        self.driver = driver_class(self, memory_hotplug=hotplug_conf.enabled, bulk_iterations=bulk_iterations)
         self.frontend = XenBalloonFrontend(self, self.driver)
 
     def boot(self) -> None:
@@ -282,6 +285,52 @@ class GuestKernel:
         if kind == "hotplug_add":
             self.activity.hotplugged += pages
         self.trace(kind, pages, pfn)
+
+    def _alloc_memmap(self, pages: int) -> bool:
+        """sparse_add_section(): the struct pages of hot-added memory come from the guest's memory
+        already online (the balloon's add_memory_resource() does not ask for MHP_MEMMAP_ON_MEMORY),
+        as unreclaimable kernel memory; without it the add fails (-ENOMEM)."""
+        memmap = -(-pages * self.struct_page_bytes // PAGE_SIZE)
+        if not memmap:
+            return True
+        if not self.mm.alloc_kernel(memmap):
+            self.trace("memmap_failed", memmap, pages, f"no {format_pages(memmap)} for the memmap of {pages} pages")
+            return False
+        self.trace("memmap", memmap, pages, f"the memmap of {pages} hot-added pages takes {format_pages(memmap)}")
+        return True
+
+    def _memory_onlined(self, low: int, high: int) -> None:
+        """online_pages() calls init_per_zone_wmark_min(): the reserves from the zones as they are now
+        (the onlined pages are present but, in the balloon, not yet managed)."""
+        self._onlined.add(low, high)
+        kconf = self.spec.kernel
+        managed_change = self.mm.managed_pages - self.ram_pages
+        zones = zones_now(self.boot_zones, self._onlined.low, self._onlined.high, managed_change)
+        before = self.mm.totalreserve_pages
+        self.reserves = init_per_zone_wmark_min(
+            zones,
+            self.reserves,
+            user_min_free_kbytes=kconf.min_free_kbytes,
+            watermark_scale_factor=kconf.watermark_scale_factor,
+            khugepaged=kconf.thp,
+        )
+        self.mm.set_reserves(**self._reserves_in_force(self.reserves))
+        after = self.mm.totalreserve_pages
+        fixed = " (fixed)" if "totalreserve_pages" in self._fixed else ""
+        message = f"min_free_kbytes {self.reserves.min_free_kbytes}, totalreserve_pages {before} -> {after}{fixed}"
+        self.trace("reserves_recomputed", after, self.reserves.min_free_kbytes, message)
+
+    def _reserves_in_force(self, reserves: Reserves) -> dict[str, int]:
+        """What the page allocator works with: the reserves, but where the scenario fixed a value."""
+        fixed = self._fixed
+        return {
+            "totalreserve_pages": fixed.get("totalreserve_pages", reserves.totalreserve_pages),
+            "wmark_low_total": reserves.wmark_low_total,
+            "floor_balloon": fixed.get("floor_balloon", reserves.alloc_floor(highmem_ok=True)),
+            "floor_user": fixed.get("floor_user", reserves.alloc_floor(highmem_ok=False)),
+            "low_floor": reserves.alloc_floor(highmem_ok=True, mark="low"),
+            "high_floor": reserves.alloc_floor(highmem_ok=True, mark="high"),
+        }
 
     # -- hypercalls -------------------------------------------------------------------------
 
@@ -568,7 +617,8 @@ class GuestKernel:
             self.trace("give_short", pages, given, f"the workload held only {given} pages")
 
     def set_totalreserve_pages(self, pages: int) -> None:
-        """An override of totalreserve_pages (the oracle's ``totalreserve`` verb)."""
+        """An override of totalreserve_pages (the oracle's ``totalreserve`` verb), kept from then on."""
+        self._fixed["totalreserve_pages"] = pages
         self.mm.totalreserve_pages = pages
 
     def set_mem_available(self, value: int | str) -> None:

@@ -3,14 +3,16 @@
 * ``allocate_resource`` finds, first-fit and section-aligned, a free range of
   physical address space after boot RAM (and within ``max_added`` pages of
   hot-pluggable space, if limited).
-* ``add_memory_resource`` creates the (unpopulated) pages of the range, and
+* ``add_memory_resource`` creates the (unpopulated) pages of the range, their
+  memmap allocated from the guest's own memory (``alloc_memmap``), and
   onlines them at once when auto-onlining is on; otherwise they wait for an
   ``online`` request.
 * Onlining goes one memory block (one section) at a time, like
   ``online_pages``: the memory notifiers hear ``MEM_GOING_ONLINE``, the
   registered online-page callback receives the block's pages (the balloon
-  driver's ``xen_online_page`` puts them in the balloon), then the notifiers
-  hear ``MEM_ONLINE``.
+  driver's ``xen_online_page`` puts them in the balloon), the zones' reserves
+  are computed again (``on_online``: ``init_per_zone_wmark_min``), then the
+  notifiers hear ``MEM_ONLINE``.
 
 A page is highmem when its pfn is at or above the lowmem boundary, hot-added
 pages included.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from balloonsim.columns import Column
-from balloonsim.kernel.interface import E2BIG, EINVAL, MEM_GOING_ONLINE, MEM_ONLINE, Resource
+from balloonsim.kernel.interface import E2BIG, EINVAL, ENOMEM, MEM_GOING_ONLINE, MEM_ONLINE, Resource
 
 OnlineCallback = Callable[[int, int], None]  # (lowmem pages, highmem pages) of one chunk
 Notifier = Callable[[int], None]
@@ -40,6 +42,8 @@ class MemoryHotplug:
         max_added: int | None,
         pluggable_end_pfn: int,
         on_event: Callable[[str, int, int], None],
+        alloc_memmap: Callable[[int], bool],
+        on_online: OnlineCallback,
     ):
         self.section_pages = section_pages
         self.auto_online = auto_online
@@ -55,6 +59,8 @@ class MemoryHotplug:
         self.online_page_callback: OnlineCallback | None = None
         self.notifiers: list[Notifier] = []
         self._on_event = on_event
+        self._alloc_memmap = alloc_memmap  # (pages added) -> whether their struct pages could be allocated
+        self._on_online = on_online  # (lowmem, highmem) pages of a block just onlined
 
     @property
     def present_pages(self) -> int:
@@ -97,6 +103,8 @@ class MemoryHotplug:
             return -EINVAL  # check_hotplug_memory_range()
         if res.end_pfn > self.pluggable_end_pfn:
             return -E2BIG  # mhp_range_allowed(): beyond the maximum addressable range (mm/memory_hotplug.c)
+        if not self._alloc_memmap(res.pages):
+            return -ENOMEM  # arch_add_memory() -> sparse_add_section(): no memory for the memmap
         self.added_pages += res.pages
         self.offline_pages += res.pages
         self._on_event("hotplug_add", res.pages, res.start_pfn)
@@ -123,5 +131,6 @@ class MemoryHotplug:
             self.offline_pages -= end - block
             self.online_page_callback(low, high)
             self._on_event("online", end - block, block)
+            self._on_online(low, high)
             for notifier in list(self.notifiers):
                 notifier(MEM_ONLINE)

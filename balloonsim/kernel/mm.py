@@ -4,7 +4,8 @@ Pages are counts, kept per zone class, lowmem and highmem, because that is
 all the balloon driver can tell apart (``PageHighMem``); on 64-bit guests
 every page is lowmem.  A populated page is free or held by one of:
 
-* the kernel (``used_at_boot``: text, data, unreclaimable slab), never freed;
+* the kernel (``used_at_boot``: text, data, unreclaimable slab; the memmap of
+  hot-added memory), never freed;
 * the scripted programs of ``take``/``give`` events (``programs``);
 * the workloads' tasks, as anonymous memory (``kernel.tasks``);
 * the page cache (file pages), reclaimable;
@@ -135,11 +136,14 @@ class GuestMemory:
         self.free_low = free_low
         self.free_high = free_high
         self.managed_pages = managed  # MemTotal: adjust_managed_page_count() moves it
-        self.totalreserve_pages = totalreserve_pages
-        self.wmark_low_total = wmark_low_total
-        self.floor = {GFP_BALLOON: floor_balloon, GFP_HIGHUSER_MOVABLE: floor_balloon, GFP_USER: floor_user}
-        self.low_floor = low_floor  # under it kswapd wakes
-        self.high_floor = high_floor  # kswapd reclaims up to it
+        self.set_reserves(
+            totalreserve_pages=totalreserve_pages,
+            wmark_low_total=wmark_low_total,
+            floor_balloon=floor_balloon,
+            floor_user=floor_user,
+            low_floor=low_floor,
+            high_floor=high_floor,
+        )
         self.mem_available_fixed = mem_available  # None: computed
         self.kernel = Pages()
         self.programs = LifoPages()
@@ -149,6 +153,23 @@ class GuestMemory:
         self.swap_used = 0
         self._on_alloc = on_alloc  # (gfp, wanted, got, reclaimed) after alloc_pages()
         self.make_room: MakeRoom | None = None  # set by the kernel's tasks (swap, OOM killer)
+
+    def set_reserves(
+        self,
+        *,
+        totalreserve_pages: int,
+        wmark_low_total: int,
+        floor_balloon: int,
+        floor_user: int,
+        low_floor: int,
+        high_floor: int,
+    ) -> None:
+        """The reserves in force: at boot, and again when onlined memory recomputes them."""
+        self.totalreserve_pages = totalreserve_pages
+        self.wmark_low_total = wmark_low_total
+        self.floor = {GFP_BALLOON: floor_balloon, GFP_HIGHUSER_MOVABLE: floor_balloon, GFP_USER: floor_user}
+        self.low_floor = low_floor  # under it kswapd wakes
+        self.high_floor = high_floor  # kswapd reclaims up to it
 
     def row_values(self) -> tuple[int, ...]:
         return (
@@ -230,6 +251,19 @@ class GuestMemory:
         if self._on_alloc is not None:
             self._on_alloc(gfp, count, low + high, reclaimed)
         return low, high
+
+    def alloc_kernel(self, count: int) -> bool:
+        """The kernel's own allocation of ``count`` pages (GFP_KERNEL | __GFP_RETRY_MAYFAIL, as for a
+        memmap): lowmem down to the GFP_USER floor, reclaiming cache and slab, then swapping, never
+        the OOM killer; all or nothing.  The pages join the kernel's, never freed."""
+        if count > self.alloc_room(GFP_USER):
+            self.shrink_caches(count - self.alloc_room(GFP_USER), lowmem_only=True)
+        if count > self.alloc_room(GFP_USER) and self.make_room is not None:
+            self.make_room(count - self.alloc_room(GFP_USER), True, False)
+        if count > self.alloc_room(GFP_USER):
+            return False
+        self.kernel.add(*self.take_free(count, GFP_USER))
+        return True
 
     def free_reserved_pages(self, low: int, high: int) -> None:
         """free_reserved_page() for each page: back to the free lists, MemTotal grows."""

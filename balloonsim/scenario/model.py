@@ -124,16 +124,29 @@ class Kernel(Model):
         False, description="CONFIG_XEN_UNPOPULATED_ALLOC (PV extra memory leaves the balloon)"
     )
     min_free_kbytes: int | None = Field(
-        None, ge=0, le=2**31 - 1, description="default: int_sqrt(lowmem_kbytes * 16), clamped (an int sysctl)"
+        None,
+        ge=0,
+        le=2**31 - 1,
+        description="the vm.min_free_kbytes sysctl written at boot (an int); default: int_sqrt(lowmem_kbytes * 16), "
+        "clamped, raised by khugepaged with thp",
     )
     watermark_scale_factor: int = Field(10, ge=1, le=1000)
     thp: bool = Field(
-        False, description="transparent hugepages: khugepaged raises min_free_kbytes to 11 pageblocks per zone"
+        True,
+        description="transparent hugepages enabled (always or madvise, as distributions build them): khugepaged "
+        "raises min_free_kbytes to 11 pageblocks per populated zone (a set min_free_kbytes wins at boot)",
     )
     totalreserve_pages: PageCountOrAuto = "auto"
     mem_available: PageCountOrAuto = Field("auto", description="fixed si_mem_available() value, or auto")
     floor_balloon: PageCountOrAuto = Field("auto", description="free pages a GFP_BALLOON allocation cannot go below")
     floor_user: PageCountOrAuto = Field("auto", description="free pages a GFP_USER allocation cannot go below")
+    struct_page_bytes: int | None = Field(
+        None,
+        ge=0,
+        le=4096,
+        description="sizeof(struct page): the memmap each hot-added page costs, taken from the guest's free "
+        "memory as kernel memory when its section is added; default from the arch (64; 36 on 32-bit); 0: none",
+    )
     used_at_boot: Pages = Field(0, description="the kernel's own memory from boot on (never freed)")
     slab_reclaimable: Pages = Field(0, description="reclaimable slab (dentries, inodes) at boot")
     swap: Pages = Field(0, description="swap space; without it anonymous memory cannot be reclaimed")
