@@ -64,7 +64,7 @@ def small_steps(steps: int = 200_000) -> Scenario:
     return _guest_scenario("bench-small-steps", pages, targets, steps * JIFFY_NS)
 
 
-def host_hour(guests: int = 100, duration_s: int = 3600) -> Scenario:
+def host_hour(guests: int = 100, duration_s: int = 3600, driver: str = "v5.12") -> Scenario:
     """A host of ``guests`` 4 GiB guests with random workloads, new targets every 5 minutes."""
     workloads = [
         {"name": "base", "constant": {"anon": "512MiB", "cache": "256MiB"}},
@@ -72,7 +72,13 @@ def host_hour(guests: int = 100, duration_s: int = 3600) -> Scenario:
         {"name": "files", "periodic": {"period": "10min", "shape": "sine", "cache": ["0", "1GiB"]}},
     ]
     domains = [
-        {"name": f"vm{i:03}", "memory": "4GiB", "kernel": {"used_at_boot": "200MiB"}, "workloads": workloads}
+        {
+            "name": f"vm{i:03}",
+            "memory": "4GiB",
+            "kernel": {"used_at_boot": "200MiB"},
+            "balloon": {"driver": driver},
+            "workloads": workloads,
+        }
         for i in range(guests)
     ]
     staggered = sorted((t + i, i, t) for t in range(60, duration_s, 300) for i in range(guests))  # guest i at t+i s
@@ -160,5 +166,11 @@ def main(quick: bool = False) -> int:
     print(
         f"  balloonsim        {wall:8.3f} s  {events / wall:10.3g} SimPy events/s  {rows / wall:10.3g} rows/s"
         f"  ({events} events, {rows} rows, {turns} loop turns, {kills} OOM kills; {3600 / wall:.0f}x real time)"
+    )
+    thread_wall, sim, result = _timed(lambda: Simulation(host_hour(guests, driver="v5.16")))
+    turns = sum(g.activity.iterations for g in sim.guests)
+    print(
+        f"  the same, v5.16   {thread_wall:8.3f} s  {next(sim.env._eid) / thread_wall:10.3g} SimPy events/s"
+        f"  ({turns} thread passes, {len(result.timeline)} rows; {thread_wall / wall:.2f}x the v5.12 run's time)"
     )
     return 0
