@@ -573,9 +573,11 @@ def _table(summary: pd.DataFrame) -> list[str]:
 
 
 def _reached(r: Any) -> str:
-    """'yes', or 'no' with the reason when the last target asked for was refused or clamped."""
+    """'yes', or 'no' with the reason: the guest crashed, or the last target was refused or clamped."""
     if r.target_reached:
         return "yes"
+    if getattr(r, "crashed", False):  # summaries saved before 0.3 have no such column
+        return "no (crashed)"
     if r.last_target_refused:
         return "no (refused)"
     return "no (clamped)" if r.last_target_clamped else "no"

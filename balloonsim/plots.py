@@ -58,6 +58,7 @@ EVENT_MARKERS = {
     "WAIT": ("s", "tab:purple", "WAIT"),
     "oom_kill": ("*", "black", "OOM kill"),
     "hotplug_add": ("^", "tab:cyan", "hot-added"),
+    "domain_destroyed": ("P", "darkred", "destroyed"),
 }
 #: the memory holders of memory_figure, bottom to top: column, label, colour
 HOLDERS = (
@@ -80,6 +81,7 @@ MEANINGS = {
     "WAIT": "WAIT: waiting for hot-added memory to be onlined",
     "OOM kill": "OOM kill: the OOM killer killed a task",
     "hot-added": "hot-added: memory hot-added to reach the target",
+    "destroyed": "destroyed: the guest crashed (kernel panic, or out of PoD memory) and the toolstack destroyed it",
     "host free": "host free: Xen's free memory",
     "Σ domain pages": "Σ domain pages: what all domains hold",
     "needed": "needed: the free memory the host needs (host.needed)",
@@ -211,6 +213,9 @@ def target_note(result: Result, domain: str) -> str:
         return f"reached its target at {r['final_target_reached_s']:.3g} s" + (
             f" ({took:.3g} s after it was set)" if took > 0 else ""
         )
+    if r.get("crashed"):
+        destroyed = result.events[(result.events["domain"] == domain) & (result.events["kind"] == "domain_destroyed")]
+        return f"crashed: destroyed at {destroyed['time_s'].iloc[0]:.3g} s" if len(destroyed) else "crashed"
     if r.get("last_target_refused"):
         return "target not reached: the toolstack refused the last one"
     if r.get("last_target_clamped"):

@@ -35,7 +35,7 @@ PAGE_COLUMNS = (
     "unmet_demand",
     "swap_pages",
 )
-ORDER = "most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
+ORDER = "crashed, most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
 
 
 def timeline(names: list[str], rows: list[tuple[str, float, dict]]) -> pd.DataFrame:
@@ -248,6 +248,7 @@ A_EVENTS = [
     ("a", 60, "ECANCELED", 0),  # the later of the two rows at 60 s: 640 MiB
     ("a", 120, "oom_kill", 0),  # 512 MiB
     ("a", 130, "hotplug_add", 0),  # 512 MiB
+    ("a", 140, "domain_destroyed", 0),  # 512 MiB (the row at 120 s is the last)
     ("a", 90, "populate_refused", 0),  # not marked
 ]
 
@@ -296,6 +297,7 @@ def test_events_are_marked_on_the_current_line_at_the_row_they_follow():
         "ECANCELED": (1.0, 640.0),
         "OOM kill": (2.0, 512.0),
         "hot-added": (130 / 60, 512.0),
+        "destroyed": (140 / 60, 512.0),
     }
     for kind, (marker, color, label) in plots.EVENT_MARKERS.items():
         mark = marks[label]

@@ -209,15 +209,17 @@ def latest_event_ns(events: pd.DataFrame, kind: str, domains: pd.Index) -> pd.Se
 
 
 #: how worst_first orders the domains, for people
-WORST_FIRST_ORDER = "most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
+WORST_FIRST_ORDER = "crashed, most OOM kills, most unmet demand (MiB·s), target not reached, farthest from target"
 
 
 def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
     """The summary's rows, the guests that fared worst first (WORST_FIRST_ORDER); ties keep the
     scenario's order."""
     distance = (summary["final_target_pages"] - summary["final_current_pages"]).abs()
+    crashed = summary["crashed"] if "crashed" in summary.columns else False
     keys = pd.DataFrame(
         {
+            "crashed": crashed,
             "oom": summary["oom_kills"],
             "unmet": summary["unmet_demand_mib_s"],
             "missed": ~summary["target_reached"].astype(bool),
@@ -225,7 +227,7 @@ def worst_first(summary: pd.DataFrame) -> pd.DataFrame:
         }
     )
     # several keys: pandas sorts them with a stable lexsort
-    order = keys.sort_values(["oom", "unmet", "missed", "distance"], ascending=False).index
+    order = keys.sort_values(["crashed", "oom", "unmet", "missed", "distance"], ascending=False).index
     return summary.loc[order]
 
 
