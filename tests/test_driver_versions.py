@@ -184,3 +184,13 @@ def test_v5_15_has_no_boot_wait():
     r = stalled_boot("v5.15")
     causes = set(r.domain("g")["cause"].astype(str))
     assert "panic" not in causes and "boot_done" not in causes and not r.summary.iloc[0]["crashed"]
+
+
+def test_an_hourly_pass_with_nothing_to_do_is_no_new_cancellation():
+    # cancelled at 17 s; the target set back to the current size at 20 s wakes the thread, whose pass has
+    # credit 0 and leaves the state ECANCELED (update_schedule returns at once): one cancellation, not two
+    r = populate_blocked("v5.15", {"at": "20s", "target": "512MiB"}, duration="3700s")
+    work = work_rows(r)
+    assert list(work[work["time_s"] >= 17]["time_s"]) == [17.0, 20.0, 3620.0]
+    assert set(work[work["time_s"] >= 17]["state"].astype(str)) == {"ECANCELED"}
+    assert list(r.events["kind"]).count("ECANCELED") == 1 and r.summary.iloc[0]["cancellations"] == 1

@@ -89,13 +89,17 @@ E_ROWS = [
 ]
 ROWS = {"a": A_ROWS, "b": B_ROWS, "c": C_ROWS, "d": D_ROWS, "e": E_ROWS}
 
-# (t, domain, kind, pages, value): the EAGAIN events must not count as passes, the failed
-# allocations and short populates are counted, and (host) events belong to no domain.
+# (t, domain, kind, pages, value): a worker pass that ends short is an event of its state (as the
+# engine records them), the failed allocations and short populates are counted, and (host) events
+# belong to no domain.
 EVENTS = [
     (1, "a", "EAGAIN", -1, -1),
     (1, "a", "alloc_failed", 512, 100),
     (1, "c", "target_clamped", 1500, 1000),
+    (1, "c", "ECANCELED", -500, 1),
     (1, "e", "target_clamped", 1500, 1000),
+    (1, "e", "ECANCELED", -500, 1),
+    (8, "a", "WAIT", 300, 1),
     (2, "b", "mem_set_failed", 2000, -1),
     (2, "d", "mem_set_failed", 2000, -1),
     (3, "a", "EAGAIN", -1, -1),
@@ -176,8 +180,7 @@ def test_domain_a_every_column(summary):
     # the activity counters are the driver's own, passed through
     assert (a["worker_passes"], a["loop_iterations"], a["pages_out"], a["pages_in"]) == (4, 9, 200, 100)
     assert (a["pages_hotplugged"], a["balloon_reclaimed"], a["kswapd_reclaimed"]) == (7, 11, 22)
-    # work rows' states: EAGAIN at 1 and 3 s, DONE at 7 s, WAIT at 8 s (a WAIT is no EAGAIN);
-    # the EAGAIN events are not passes
+    # the passes that ended short: EAGAIN at 1 and 3 s, WAIT at 8 s (a WAIT is no EAGAIN)
     assert (a["eagain_passes"], a["wait_passes"], a["cancellations"]) == (2, 1, 0)
     # retry_count after the passes: 2, 3, then 1 and 1: the peak is 3 (the last and the least are 1)
     assert a["peak_retry_count"] == 3

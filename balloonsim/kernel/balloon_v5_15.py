@@ -67,6 +67,7 @@ class KthreadBalloonDriver(BalloonDriver):
         self.balloon_thread_wq = kernel.wait_queue()  # main waiting point for the xen-balloon thread
         self.balloon_state = BP_DONE
         self.thread = None
+        self._pass_credit = 0  # not in balloon.c: the credit the last pass worked on, for pass_outcome
 
     # -- the thread -----------------------------------------------------------------
 
@@ -102,7 +103,7 @@ class KthreadBalloonDriver(BalloonDriver):
 
             self.balloon_mutex.lock()
 
-            credit = self.current_credit()
+            credit = self._pass_credit = self.current_credit()
 
             if credit > 0:
                 if self.balloon_is_inflated():
@@ -167,6 +168,7 @@ class KthreadBalloonDriver(BalloonDriver):
             self.backend_pages,
         )
 
-    def thread_pending(self) -> bool:
-        """Whether the thread has balloon work that a pass could do (for the livelock check)."""
-        return self.current_credit() != 0
+    def pass_outcome(self) -> tuple[str, int, int, str] | None:
+        """As v5.12's, but a pass with nothing to do (the hourly wake-up, a credit back to 0) leaves the
+        state as it was, and is no new failure."""
+        return super().pass_outcome() if self._pass_credit else None

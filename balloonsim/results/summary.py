@@ -83,17 +83,12 @@ def domain_summary(
     domains = timeline["domain"].cat.categories
     by_domain = timeline.groupby("domain")
     last = by_domain.tail(1).set_index("domain").reindex(domains)
-    work = timeline[timeline["cause"] == "work"]
-    states = work.groupby(["domain", "state"], observed=False).size().unstack(fill_value=0).reindex(domains)
     final = targets.groupby("domain").tail(1).set_index("domain").reindex(domains)
     kinds = events.groupby(["domain", "kind"]).size().unstack(fill_value=0)
     kinds = kinds.reindex(index=domains, fill_value=0)
 
     def kind(name: str) -> pd.Series:
         return kinds[name] if name in kinds.columns else pd.Series(0, index=domains)
-
-    def state(name: str) -> np.ndarray:
-        return states[name].to_numpy() if name in states.columns else np.zeros(len(domains), np.int64)
 
     def act(name: str) -> list[int]:
         return [activity.get(str(d), {}).get(name, 0) for d in domains]
@@ -152,11 +147,13 @@ def domain_summary(
             "pages_in": act("pages_in"),
             "pages_hotplugged": act("hotplugged"),
             "pod_faults": act("pod_faults"),
-            "eagain_passes": state("EAGAIN"),
-            "wait_passes": state("WAIT"),
-            "cancellations": state("ECANCELED"),
+            # each worker pass that ends short is an event (a thread's pass with nothing to do is none)
+            "eagain_passes": kind("EAGAIN").to_numpy(),
+            "wait_passes": kind("WAIT").to_numpy(),
+            "cancellations": kind("ECANCELED").to_numpy(),
             # the largest retry_count a worker pass left (1 when it never retried)
-            "peak_retry_count": work.groupby("domain")["retry_count"]
+            "peak_retry_count": timeline[timeline["cause"] == "work"]
+            .groupby("domain", observed=False)["retry_count"]
             .max()
             .reindex(domains)
             .fillna(1)
