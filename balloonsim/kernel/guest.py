@@ -25,7 +25,14 @@ from balloonsim.kernel.costs import BalloonActivity, CostMeter
 from balloonsim.kernel.hotplug import MemoryHotplug
 from balloonsim.kernel.interface import BalloonDriver, Gfp, Resource
 from balloonsim.kernel.kswapd import Kswapd
-from balloonsim.kernel.kthread import SLEEP, GuestStopped, KernelPanic, KThread, ThreadState
+from balloonsim.kernel.kthread import (
+    GuestStopped,
+    KernelPanic,
+    KThread,
+    ThreadState,
+    schedule_timeout,
+    wait_event_timeout,
+)
 from balloonsim.kernel.mm import GuestMemory, Pages
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import Reserves, compute_reserves, init_per_zone_wmark_min, zones_now
@@ -460,34 +467,14 @@ class GuestKernel:
         return default if value is None else value
 
     def wait_event_freezable_timeout(self, wq: WaitQueue, condition: Callable[[], bool], timeout: int) -> Process:
-        """include/linux/wait.h: sleep until ``condition()`` holds after a wake-up on ``wq``, or the
-        timeout; a wake-up that finds it false sleeps again for the time left.  Returns the jiffies
-        left (at least 1 if the condition holds), 0 after a timeout with the condition false."""
-        thread = self.current
-        assert thread is not None, "wait_event_freezable_timeout outside a kernel thread"
-        ret = timeout
-        while True:
-            cond = condition()
-            if cond and not ret:
-                ret = 1
-            if cond or not ret:
-                break
-            woken = thread.woken
-            thread.prepare_to_sleep(wq, ret)
-            self._thread_waits(thread, sleeping=True, woken=woken)
-            yield SLEEP
-            ret = thread.time_left()
-        self._thread_waits(thread, sleeping=False, woken=False)
-        return ret
+        assert self.current is not None, "wait_event_freezable_timeout outside a kernel thread"
+        return wait_event_timeout(self.current, wq, condition, timeout, self._thread_waits)
 
     def schedule_timeout_interruptible(self, timeout: int) -> Process:
-        thread = self.current
-        assert thread is not None, "schedule_timeout outside a kernel thread"
-        thread.prepare_to_sleep(None, timeout)
-        yield SLEEP
-        return thread.time_left()
+        assert self.current is not None, "schedule_timeout outside a kernel thread"
+        return schedule_timeout(self.current, timeout)
 
-    def _thread_waits(self, thread: KThread, *, sleeping: bool, woken: bool) -> None:
+    def _thread_waits(self, thread: KThread, sleeping: bool, woken: bool) -> None:
         """The balloon thread is back at its wait: the pass that just ended is told and recorded
         (always when the thread sleeps now; when it goes on at once, as progress rows are); a
         thread woken for nothing, which sleeps again, gets a ``resleep`` row."""

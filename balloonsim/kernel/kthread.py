@@ -150,3 +150,38 @@ class KThread:
             self._turn += 1
             turn = self._turn
             event.callbacks.append(lambda e: turn == self._turn and self._run(e.value))
+
+
+def wait_event_timeout(
+    thread: KThread,
+    wq: Any,
+    condition: Callable[[], bool],
+    timeout: int,
+    on_wait: Callable[[KThread, bool, bool], None],
+) -> Process:
+    """wait_event_freezable_timeout() (include/linux/wait.h, ___wait_cond_timeout): sleep on ``wq``
+    until ``condition()`` holds after a wake-up, or the timeout; a wake-up that finds it false sleeps
+    again for the time left.  Returns the jiffies left (at least 1 if the condition holds), 0 after a
+    timeout with it false.  ``on_wait(thread, sleeping, woken)`` is told each time the thread reaches
+    the wait: whether it sleeps now, and whether a wake-up brought it there."""
+    ret = timeout
+    while True:
+        cond = condition()
+        if cond and not ret:
+            ret = 1
+        if cond or not ret:
+            break
+        woken = thread.woken
+        thread.prepare_to_sleep(wq, ret)
+        on_wait(thread, True, woken)
+        yield SLEEP
+        ret = thread.time_left()
+    on_wait(thread, False, False)
+    return ret
+
+
+def schedule_timeout(thread: KThread, timeout: int) -> Process:
+    """schedule_timeout_interruptible(): sleep ``timeout`` jiffies (no signal ever comes here)."""
+    thread.prepare_to_sleep(None, timeout)
+    yield SLEEP
+    return thread.time_left()
