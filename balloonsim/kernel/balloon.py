@@ -342,7 +342,7 @@ class BalloonDriver:
             state = BP_EAGAIN
         return state
 
-    def _run_steady_iterations(self) -> None:
+    def _run_steady_iterations(self, leave_a_turn: bool = False) -> None:
         """Do at once the coming loop turns that are known to be full, successful batches.
 
         Not in balloon.c: a shortcut with exactly the effect of letting the
@@ -357,8 +357,10 @@ class BalloonDriver:
         """
         batch = self.frame_list_size
         credit = self.current_credit()
+        # ``leave_a_turn``: the caller's own turn that follows must still have credit to work on
+        most = (abs(credit) - 1) // batch if leave_a_turn else abs(credit) // batch
         if credit < 0:
-            turns = self._steady_turns_out(-credit, batch)
+            turns = min(self._steady_turns_out(-credit, batch), most)
             if turns < 2:
                 return
             pages = turns * batch
@@ -373,7 +375,7 @@ class BalloonDriver:
                 raise KernelBug("BUG_ON(ret != nr_pages) in decrease_reservation")
             self.balloon_stats.current_pages -= pages
         elif credit > 0 and self.balloon_is_inflated():
-            turns = min(credit, self.balloon_list_length(), self.kernel.populate_headroom()) // batch
+            turns = min(min(credit, self.balloon_list_length(), self.kernel.populate_headroom()) // batch, most)
             if turns < 2:
                 return
             pages = turns * batch

@@ -97,9 +97,10 @@ class KthreadBalloonDriver(BalloonDriver):
                 self.balloon_thread_wq, lambda credit=credit: self.balloon_thread_cond(credit), timeout
             )
 
-            # Not in balloon.c: full batches nobody sees one by one, done at once (see balloon.py)
-            if self.bulk_iterations and kernel.passes_unobserved and abs(self.current_credit()) >= two_batches:
-                self._run_steady_iterations()
+            # Not in balloon.c: full batches nobody sees one by one, done at once (see balloon.py); the
+            # pass below must still have credit, as it would one batch at a time (the wait ends the loop)
+            if self.bulk_iterations and kernel.passes_unobserved and abs(self.current_credit()) > two_batches:
+                self._run_steady_iterations(leave_a_turn=True)
 
             self.balloon_mutex.lock()
 

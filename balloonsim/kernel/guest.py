@@ -423,8 +423,7 @@ class GuestKernel:
         if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
             self._pages_in_seen = self.activity.pages_in
             self.use_freed_memory()
-        if not self._threads:  # a delayed work's long pass; a thread's passes get rows as they end
-            self.observer.row(self, "progress", True)
+        self.observer.row(self, "progress", True)
         ns = self.meter.charge()
         return (Timer(self.env, ns, WORK),) if ns else ()
 
@@ -475,16 +474,16 @@ class GuestKernel:
         return schedule_timeout(self.current, timeout)
 
     def _thread_waits(self, thread: KThread, sleeping: bool, woken: bool) -> None:
-        """The balloon thread is back at its wait: the pass that just ended is told and recorded
-        (always when the thread sleeps now; when it goes on at once, as progress rows are); a
-        thread woken for nothing, which sleeps again, gets a ``resleep`` row."""
+        """The balloon thread is back at its wait: the pass that just ended is told, and recorded
+        when the thread sleeps now (a pass that goes on at once only with rows_every_pass: a long
+        run of them gets progress rows as a delayed work's long pass does); a thread woken for
+        nothing, which sleeps again, gets a ``resleep`` row."""
         if self.activity.iterations != self._passes_seen:
+            passes = self.activity.iterations - self._passes_seen  # more than 1 after steady turns at once
             self._passes_seen = self.activity.iterations
-            self._pass_finished(thread.name, requeued_at_once=not sleeping)
+            self._pass_finished(thread.name, requeued_at_once=not sleeping, passes=passes)
             if sleeping or self.rows_every_pass:
                 self.observer.pass_done(self)
-            elif not self.meter.timeless:
-                self.observer.row(self, "work", True)
         elif sleeping and woken:
             self.observer.row(self, "resleep")
 
@@ -512,8 +511,8 @@ class GuestKernel:
         self._pass_finished(work.name, work.pending and work.expiry <= self.jiffies)
         self.observer.pass_done(self)
 
-    def _pass_finished(self, name: str, requeued_at_once: bool) -> None:
-        self.activity.passes += 1
+    def _pass_finished(self, name: str, requeued_at_once: bool, passes: int = 1) -> None:
+        self.activity.passes += passes
         self._unless_crashed(self.use_freed_memory)
         outcome = self.driver.pass_outcome()
         if outcome is not None:

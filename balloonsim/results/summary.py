@@ -111,8 +111,8 @@ def domain_summary(
     retry_pending = np.zeros(len(timeline), bool)
     if "work_pending" in timeline.columns:
         retry_pending |= timeline["work_pending"].to_numpy(bool)
-    if "thread_runs_at" in timeline.columns:
-        retry_pending |= timeline["thread_runs_at"].to_numpy() >= 0
+    if "thread_runs_at" in timeline.columns:  # asleep until a later jiffy (not running, not just woken)
+        retry_pending |= timeline["thread_runs_at"].to_numpy() > timeline["jiffies"].to_numpy()
     backoff = (timeline["state"] == "EAGAIN").to_numpy() & retry_pending
     unmet_mib_s = (
         pd.Series(pages_to_mib(timeline["unmet_demand"].to_numpy() * held_s))
