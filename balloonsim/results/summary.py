@@ -125,7 +125,8 @@ def domain_summary(
         .sum()
     )
     refused, clamped = last_request_refused_or_clamped(timeline, events)
-    crashed = kind("domain_crashed").to_numpy() > 0
+    # Xen crashed it (out of PoD memory) or its kernel panicked (v5.16's boot wait): either way destroyed
+    crashed = kind("domain_destroyed").to_numpy() > 0
 
     return pd.DataFrame(
         {
@@ -135,7 +136,6 @@ def domain_summary(
             "final_state": last["state"].astype(str).to_numpy(),
             "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy()
             & ~(refused | clamped | crashed),
-            # out of populate-on-demand memory: Xen crashed the domain and the toolstack destroyed it
             "crashed": crashed,
             "last_target_refused": refused,
             "last_target_clamped": clamped,
