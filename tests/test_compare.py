@@ -199,6 +199,20 @@ def test_a_domain_field_applies_to_every_domain_unless_one_is_named(tmp_path):
     assert one.duration == 60 * 10**9
 
 
+def test_a_new_driver_brings_its_own_retry_default_unless_the_scenario_set_one(tmp_path):
+    # balloon_init() sets max_retry_count: RETRY_UNLIMITED (0) before XSA-300 (v5.2), 4 from v5.3 on
+    path = tmp_path / "two.yaml"
+    path.write_text(TWO)
+    scenario = balloonsim.load_scenario(path)
+    old = with_settings(scenario, {"balloon.driver": "v5.2"}, "--b")
+    assert [d.balloon.max_retry_count for d in old.domains] == [0, 0]
+    back = with_settings(old, {"balloon.driver": "v5.15"}, "--b")
+    assert [d.balloon.max_retry_count for d in back.domains] == [4, 4]
+    # a count the scenario gives is the user's, whatever the driver
+    kept = scenario.replace({"domains.h.balloon.max_retry_count": 4}).replace({"domains.h.balloon.driver": "v5.2"})
+    assert kept.domains[1].balloon.max_retry_count == 4
+
+
 def test_two_scenario_files_compare_as_settings_do(retry, tmp_path, capsys):
     b = tmp_path / "one.yaml"
     b.write_text(RETRY.replace("    costs: none", "    costs: none\n    balloon: {max_retry_count: 1}"))

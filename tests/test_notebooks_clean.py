@@ -9,8 +9,8 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_the_three_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01-quickstart", "02-guest-pressure", "03-what-if"]
+def test_the_four_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == ["01-quickstart", "02-guest-pressure", "03-what-if", "04-kernel-versions"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

@@ -90,6 +90,7 @@ def test_a_panic_ends_the_comparison_and_the_domain_is_destroyed():
     assert after["host_free"].iloc[-1] == 262144  # all the guest's pages went back to Xen
     kinds = list(result.events["kind"])
     assert "panic" in kinds and "domain_destroyed" in kinds
+    assert result.summary.iloc[0]["crashed"] and not result.summary.iloc[0]["target_reached"]
 
 
 def test_the_fixtures_cover_every_verb_and_both_builds():

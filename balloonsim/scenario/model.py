@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import (
     Field,
+    PrivateAttr,
     SerializeAsAny,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -195,15 +196,20 @@ class Balloon(Model):
     def _registered(cls, driver: str) -> str:
         return known(driver, DRIVERS.names(), "driver", "drivers")
 
-    @model_validator(mode="before")
+    #: max_retry_count was left out: it follows the driver when ``Scenario.replace`` changes that
+    _retry_count_from_driver: bool = PrivateAttr(False)
+
+    @model_validator(mode="wrap")
     @classmethod
-    def _driver_defaults(cls, value: Any) -> Any:
+    def _driver_defaults(cls, value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
         """max_retry_count left out is what that driver's balloon_init() sets: RETRY_UNLIMITED
         before XSA-300 (v5.2), 4 from v5.3 on."""
-        if isinstance(value, dict) and value.get("max_retry_count") is None:
-            unlimited = value.get("driver") in RETRY_UNLIMITED_DRIVERS
-            return {**value, "max_retry_count": 0 if unlimited else 4}
-        return value
+        if not isinstance(value, dict) or value.get("max_retry_count") is not None:
+            return handler(value)
+        unlimited = value.get("driver") in RETRY_UNLIMITED_DRIVERS
+        balloon = handler({**value, "max_retry_count": 0 if unlimited else 4})
+        balloon._retry_count_from_driver = True
+        return balloon
 
 
 class Costs(Model):
@@ -550,6 +556,9 @@ class Scenario(Model):
         ``scenario.replace({"domains.stuck.balloon.max_retry_count": 0}, duration="2min")``.
         """
         data = self.model_dump(mode="json")
+        for domain, dumped in zip(self.domains, data["domains"], strict=True):
+            if domain.balloon._retry_count_from_driver:  # left out: the (new) driver's default again
+                del dumped["balloon"]["max_retry_count"]
         for path, value in {**(changes or {}), **fields}.items():
             _set_path(data, path, value)
         return Scenario._validated(data, None, {})
