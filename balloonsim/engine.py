@@ -170,7 +170,10 @@ class Simulation:
     # -- the script ----------------------------------------------------------------------
 
     def _start_script(self) -> None:
-        """Apply the scenario's events in order, each at its time (one timer per instant)."""
+        """Apply the scenario's events in order, each at its time (one timer per instant).
+
+        Once a domain is destroyed only the toolstack's actions still go to it (and fail there)."""
+        self._toolstack_handlers = {self._on_target, self._on_mem_set, self._on_max_pages}
         index = {g.name: i for i, g in enumerate(self.guests)}
         self._plan = [self._compile(e, index) for e in self.scenario.events]
         self._next = 0
@@ -186,6 +189,8 @@ class Simulation:
                 handler(value)
                 for i in range(len(self.guests)):
                     self._record(i, cause)
+            elif self.guests[index].crashed and handler not in self._toolstack_handlers:
+                self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain was destroyed: nothing ran")
             elif handler(self.guests[index], value, index, cause):
                 self._record(index, cause)
         if self._next < len(plan):

@@ -170,6 +170,7 @@ class GuestKernel:
 
         self._task_specs = {w.name: w for w in spec.workloads}
         self._pages_in_seen = 0
+        self._reached_at_last_turn = False  # current_pages == target_pages after the last costed turn
         self._moved_at_last_pass = 0
         self._passes_spinning = 0
         self._spinning_since = 0  # ns: the first pass of the present spin
@@ -415,7 +416,9 @@ class GuestKernel:
         """Give up the CPU between batches: the events to wait for, none when work is free.
 
         The time of the turn just done passes here (see ``costs``); a long
-        pass also gets a timeline row now and then.
+        pass also gets a timeline row now and then, but not at the turn that
+        reaches the target: the target is reached when that turn's time has
+        passed, which the next row shows, whenever rows happen to be due.
         """
         self.activity.iterations += 1
         if self.meter.timeless:
@@ -423,7 +426,11 @@ class GuestKernel:
         if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
             self._pages_in_seen = self.activity.pages_in
             self.use_freed_memory()
-        self.observer.row(self, "progress", True)
+        stats = self.driver.balloon_stats
+        reached = stats.current_pages == stats.target_pages
+        if not reached or self._reached_at_last_turn:
+            self.observer.row(self, "progress", True)
+        self._reached_at_last_turn = reached
         ns = self.meter.charge()
         return (Timer(self.env, ns, WORK),) if ns else ()
 
@@ -512,8 +519,11 @@ class GuestKernel:
         self.observer.pass_done(self)
 
     def _pass_finished(self, name: str, requeued_at_once: bool, passes: int = 1) -> None:
+        """``passes`` worker passes ended.  Memory they populated may meet waiting demand when the
+        worker stops (a thread's passes that follow at once are one run, like a delayed work's turns)."""
         self.activity.passes += passes
-        self._unless_crashed(self.use_freed_memory)
+        if not requeued_at_once:
+            self._unless_crashed(self.use_freed_memory)
         outcome = self.driver.pass_outcome()
         if outcome is not None:
             self.trace(*outcome)
@@ -674,11 +684,20 @@ class GuestKernel:
             pass
 
     def _until_crash(self, process: Process) -> Process:
-        """A kernel process that ends where the domain crashes: its vCPUs never run again."""
+        """A kernel process that ends where the domain crashes, in it or while it waits for the time
+        its work takes: its vCPUs never run again."""
         if self.crashed:
             return None
         try:
-            return (yield from process)
+            event = next(process)
+            while True:
+                value = yield event
+                if self.crashed:
+                    process.close()
+                    return None
+                event = process.send(value)
+        except StopIteration as done:
+            return done.value
         except DomainCrashed:
             return None
 
