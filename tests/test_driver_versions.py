@@ -267,3 +267,16 @@ def test_before_v5_9_a_failed_alloc_ballooned_leaves_its_pages_in_target_unpopul
     r = run(make_scenario(events, domain={"balloon": {"driver": driver}}, duration="2s"))
     assert r.events[r.events["kind"] == "alloc_ballooned"].iloc[0]["value"] == -12
     assert r.domain("g")["target_unpopulated"].iloc[-1] == unpopulated
+
+
+def test_the_timeline_shows_when_the_thread_runs_next_and_whether_it_was_woken():
+    # HZ 250.  At boot the credit is 0: the thread sleeps 3600 * 250 = 900000 jiffies.  The target at 1 s
+    # (jiffy 250) wakes it: runnable at jiffy 250.  Its pass ends DONE and it sleeps until 250 + 900000.
+    r = run(make_scenario([{"at": "1s", "target": "512MiB"}], domain={"balloon": {"driver": "v5.15"}}, duration="3s"))
+    rows = r.domain("g")[["time_s", "cause", "thread_runs_at", "thread_woken"]].astype({"cause": str})
+    assert rows.values.tolist() == [
+        [0.0, "init", 900000, False],
+        [1.0, "target", 250, True],
+        [1.0, "work", 900250, False],
+        [3.0, "end", 900250, False],
+    ]

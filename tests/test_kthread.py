@@ -258,3 +258,21 @@ def test_a_thread_function_that_returns_is_done_and_nobody_is_told():
     t = sleeper(k, "a", 5)
     k.env.run()
     assert t.state is ThreadState.DONE and k.stopped == [] and k.current is None
+
+
+def test_the_timer_of_a_sleep_a_wake_up_ended_does_not_cut_into_later_work():
+    # asleep until jiffy 10 (40 ms), woken at 4 ms; its work then takes 100 ms: the 40 ms timer of the old
+    # sleep must not resume it early, the work ends at 104 ms with its own value
+    k = Kernel()
+    wq = WaitQueue(k.env)
+
+    def body(t):
+        t.prepare_to_sleep(wq, 10)
+        yield SLEEP
+        got = yield k.env.timeout(100 * MS, value="work done")
+        k.note(got)
+
+    k.thread("a", body)
+    k.at(4 * MS, wq.wake_up)
+    k.env.run()
+    assert k.log == [(104 * MS, "work done")]
