@@ -130,12 +130,13 @@ def test_v5_2_lends_backends_pages_without_looking_at_mem_available():
 # -- the boot wait (v5.16) --------------------------------------------------------------------
 
 
-def stalled_boot(driver, *events, boot_timeout=None, duration="300s"):
+def stalled_boot(driver, *events, boot_timeout=None, duration="300s", domain_type="hvm"):
     """Booted with memory/target 512 MiB but MemAvailable fixed at 0 (totalreserve_pages 1000): every
     pass balloons out nothing and is EAGAIN (0 < totalreserve_pages): passes at 0, 2, 6 s, and the
     cancel at 14 s (6 + 8)."""
     balloon = {"driver": driver, **({"boot_timeout": boot_timeout} if boot_timeout is not None else {})}
     domain = {
+        "type": domain_type,
         "initial_target": "512MiB",
         "pod": False,
         "balloon": balloon,
@@ -194,3 +195,88 @@ def test_an_hourly_pass_with_nothing_to_do_is_no_new_cancellation():
     assert list(work[work["time_s"] >= 17]["time_s"]) == [17.0, 20.0, 3620.0]
     assert set(work[work["time_s"] >= 17]["state"].astype(str)) == {"ECANCELED"}
     assert list(r.events["kind"]).count("ECANCELED") == 1 and r.summary.iloc[0]["cancellations"] == 1
+
+
+def boot_wait_messages(result):
+    """(time_s, message) of balloon_wait_finish()'s printk lines and the panic."""
+    ev = result.events
+    mine = ev[ev["message"].str.contains("nitial ballooning", na=False)]
+    return list(zip(mine["time_s"], mine["message"], strict=True))
+
+
+def test_the_boot_wait_says_it_waits_warns_once_and_says_when_it_is_done():
+    # printk at the start; pr_warn_once at the first poll that finds ECANCELED (14 s, after the thread's
+    # cancelling pass: it went to sleep at 6 s, the poll at 13.9 s) with credit -131072; the target at
+    # 100 s ends the loop
+    r = stalled_boot("v5.16", {"at": "100s", "target": "1GiB"})
+    assert boot_wait_messages(r) == [
+        (0.0, "[notice] Waiting for initial ballooning down having finished."),
+        (14.0, "[warn] Initial ballooning failed, 131072 pages need to be freed."),
+        (100.0, "[notice] Initial ballooning down finished."),
+    ]
+
+
+def test_a_new_target_during_the_boot_wait_restarts_its_timeout():
+    # at 50 s the target becomes 768 MiB: credit -131072 -> -65536, seen by the poll at 50 s (events first):
+    # last_changed = 50 s.  The wake-up runs a pass (EAGAIN, MemAvailable 0) at 50 s, retries at 52, 56 and
+    # cancels at 64 s again; the panic comes at the first poll at or after 50 + 180 = 230 s (polls every
+    # HZ/10 = 25 jiffies from jiffy 0: 230 s is one).  pr_warn_once: one warning, at 14 s, with the old credit.
+    r = stalled_boot("v5.16", {"at": "50s", "target": "768MiB"}, duration="300s")
+    work = work_rows(r)
+    assert list(work["time_s"]) == [0.0, 2.0, 6.0, 14.0, 50.0, 52.0, 56.0, 64.0]
+    assert boot_wait_messages(r) == [
+        (0.0, "[notice] Waiting for initial ballooning down having finished."),
+        (14.0, "[warn] Initial ballooning failed, 131072 pages need to be freed."),
+        (230.0, "Kernel panic - not syncing: Initial ballooning failed!"),
+    ]
+
+
+@pytest.mark.parametrize("domain", [{"balloon": {"driver": "v5.16"}}, {"balloon": {"driver": "v5.16"}, "type": "pv"}])
+def test_no_boot_wait_without_a_boot_target_or_in_a_pv_guest(domain):
+    # balloon_wait_finish() returns at once, silent, when the credit is 0 (no initial target) or the guest
+    # is PV; the PV guest is the stalled boot of the tests above (MemAvailable 0, cancelled at 14 s)
+    if "type" in domain:
+        r = stalled_boot("v5.16", domain_type="pv")
+    else:
+        r = run(make_scenario(domain=domain, duration="10s"))
+    causes = set(r.domain("g")["cause"].astype(str))
+    assert boot_wait_messages(r) == [] and "boot_done" not in causes and "panic" not in causes
+
+
+@pytest.mark.parametrize("driver, rc, at_s, backend_pages", [("v5.2", 0, 3.0, 100), ("v5.12", -12, 2.0, 0)])
+def test_before_v5_9_a_signal_does_not_end_the_wait_for_hot_added_memory(driver, rc, at_s, backend_pages):
+    # add_ballooned_pages() sleeps until hot-added memory is onlined (3 s); a signal comes at 1 + 1 = 2 s.
+    # v5.2's wait_event() ignores it: the call returns 0 at 3 s with 100 pages for the backend; since
+    # "xen/balloon: make the balloon wait interruptible" (v5.9) it ends the sleep: -ENOMEM (-12) at 2 s
+    hotplug = {"enabled": True, "auto_online": False}
+    domain = {"balloon": {"driver": driver, "hotplug_unpopulated": 1}, "kernel": {"hotplug": hotplug}}
+    events = [{"at": "1s", "alloc_ballooned": {"pages": 100, "signal_after": "1s"}}, {"at": "3s", "online": True}]
+    r = run(make_scenario(events, domain=domain, duration="5s"))
+    call = r.events[r.events["kind"] == "alloc_ballooned"].iloc[0]
+    assert (call["value"], call["time_s"]) == (rc, at_s)
+    assert r.domain("g")["backend_pages"].iloc[-1] == backend_pages
+
+
+@pytest.mark.parametrize("driver, unpopulated", [("v5.2", 100), ("v5.12", 0)])
+def test_before_v5_9_a_failed_alloc_ballooned_leaves_its_pages_in_target_unpopulated(driver, unpopulated):
+    # a program holds all 262144 pages: alloc_xenballooned_pages(100) finds the balloon empty and
+    # add_ballooned_pages() fails (v5.2: decrease_reservation() gets no page; v5.12: MemAvailable 0 < 100):
+    # -ENOMEM with pgno 0.  target_unpopulated was raised by 100 and free_xenballooned_pages(0) takes 0 off;
+    # since 1951fa33ec25 the error path takes off the other 100 - 0 too
+    events = [{"at": "0s", "take": GiB}, {"at": "1s", "alloc_ballooned": 100}]
+    r = run(make_scenario(events, domain={"balloon": {"driver": driver}}, duration="2s"))
+    assert r.events[r.events["kind"] == "alloc_ballooned"].iloc[0]["value"] == -12
+    assert r.domain("g")["target_unpopulated"].iloc[-1] == unpopulated
+
+
+def test_the_timeline_shows_when_the_thread_runs_next_and_whether_it_was_woken():
+    # HZ 250.  At boot the credit is 0: the thread sleeps 3600 * 250 = 900000 jiffies.  The target at 1 s
+    # (jiffy 250) wakes it: runnable at jiffy 250.  Its pass ends DONE and it sleeps until 250 + 900000.
+    r = run(make_scenario([{"at": "1s", "target": "512MiB"}], domain={"balloon": {"driver": "v5.15"}}, duration="3s"))
+    rows = r.domain("g")[["time_s", "cause", "thread_runs_at", "thread_woken"]].astype({"cause": str})
+    assert rows.values.tolist() == [
+        [0.0, "init", 900000, False],
+        [1.0, "target", 250, True],
+        [1.0, "work", 900250, False],
+        [3.0, "end", 900250, False],
+    ]

@@ -3,13 +3,20 @@
 The XSA-300 fixes (July 2019; mainline v5.3, in the stable kernels back to
 4.4: "xen: let alloc_xenballooned_pages() fail if not enough memory free"
 and "xen: don't balloon out more than available") changed three things,
-which this version undoes; everything else is v5.12's (``balloon.py``):
+which this version undoes, as it does two fixes of July 2020 (mainline v5.9, stable kernels
+since August 2020); everything else is v5.12's (``balloon.py``):
 
 * ``balloon_process()`` balloons out ``-credit`` pages, not at most
   ``si_mem_available()``, and has no totalreserve rule: a turn stops only
   when ``alloc_page()`` fails;
 * ``add_ballooned_pages()`` does not check MemAvailable before taking pages
   from the guest for a backend;
+* ``add_ballooned_pages()`` waits for hot-added memory in ``wait_event()``,
+  which no signal ends, and then returns 0 (until "xen/balloon: make the
+  balloon wait interruptible");
+* a failed ``alloc_xenballooned_pages()`` leaves the pages it did not get in
+  ``target_unpopulated`` (until 1951fa33ec25 "xen/balloon: fix accounting in
+  alloc_xenballooned_pages error path");
 * ``balloon_init()`` leaves ``max_retry_count`` at ``RETRY_UNLIMITED``: the
   worker retries every ``max_schedule_delay`` (32 s) for ever and never
   cancels.
@@ -37,17 +44,23 @@ class PreXsa300BalloonDriver(BalloonDriver):
             st = self.reserve_additional_memory()
             if st is not BP_ECANCELED:
                 self.balloon_mutex.unlock()
-                rc = yield from self.kernel.wait_event_interruptible(
-                    self.balloon_wq, lambda: self.balloon_list_length() > 0, signal_after
+                # wait_event(): no signal ends it
+                yield from self.kernel.wait_event_interruptible(
+                    self.balloon_wq, lambda: self.balloon_list_length() > 0, None
                 )
                 self.balloon_mutex.lock()
-                return -ENOMEM if rc else 0
+                return 0
 
         st = self.decrease_reservation(nr_pages, GFP_USER)
         if st is not BP_DONE:
             return -ENOMEM
 
         return 0
+
+    def _alloc_undo(self, nr_pages: int, pgno: int, ret: int) -> int:  # the out_undo: label
+        self.balloon_mutex.unlock()
+        self.free_xenballooned_pages(pgno)  # takes only pgno pages off target_unpopulated
+        return ret
 
     def balloon_init(self) -> None:
         super().balloon_init()

@@ -385,7 +385,8 @@ class AllocBallooned(Model):
     signal_after: Nanoseconds | None = Field(
         None,
         description="if the call sleeps for hot-added memory, a signal ends the sleep after this long "
-        "(the call then fails with -ENOMEM); default: it sleeps until pages appear",
+        "(the call then fails with -ENOMEM; driver v5.2's sleep ignores signals); default: it sleeps until "
+        "pages appear",
     )
 
     @model_validator(mode="before")
