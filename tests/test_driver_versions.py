@@ -130,7 +130,7 @@ def test_v5_2_lends_backends_pages_without_looking_at_mem_available():
 # -- the boot wait (v5.16) --------------------------------------------------------------------
 
 
-def stalled_boot(driver, *events, boot_timeout=None, duration="300s", domain_type="hvm"):
+def stalled_boot(driver, *events, boot_timeout=None, duration="300s", domain_type="hvm", workloads=()):
     """Booted with memory/target 512 MiB but MemAvailable fixed at 0 (totalreserve_pages 1000): every
     pass balloons out nothing and is EAGAIN (0 < totalreserve_pages): passes at 0, 2, 6 s, and the
     cancel at 14 s (6 + 8)."""
@@ -141,6 +141,7 @@ def stalled_boot(driver, *events, boot_timeout=None, duration="300s", domain_typ
         "pod": False,
         "balloon": balloon,
         "kernel": {"totalreserve_pages": 1000, "mem_available": 0},
+        "workloads": list(workloads),
     }
     return run(make_scenario(list(events), domain=domain, host={"free": 0}, duration=duration))
 
@@ -280,3 +281,23 @@ def test_the_timeline_shows_when_the_thread_runs_next_and_whether_it_was_woken()
         [1.0, "work", 900250, False],
         [3.0, "end", 900250, False],
     ]
+
+
+def test_programs_start_when_the_boot_wait_ends():
+    # init/main.c runs the late initcalls before the init process: a program's demand (a step to
+    # 100 MiB one second after it starts) comes 1 s after boot_done (100 s here), not at 1 s
+    workload = {"name": "app", "steps": [{"at": "1s", "anon": "100MiB"}]}
+    r = stalled_boot("v5.16", {"at": "100s", "target": "1GiB"}, duration="120s", workloads=[workload])
+    tl = r.domain("g")
+    assert list(tl[tl["cause"] == "boot_done"]["time_s"]) == [100.0]
+    grown = tl[tl["anon_pages"] > 0]
+    assert grown["time_s"].iloc[0] == 101.0 and grown["anon_pages"].iloc[0] == 100 * MiB
+
+
+def test_a_guest_that_panics_at_boot_runs_no_program():
+    workload = {"name": "app", "constant": {"anon": "100MiB"}}
+    r = stalled_boot("v5.16", workloads=[workload])
+    assert r.summary.iloc[0]["crashed"] and (r.domain("g")["anon_pages"] == 0).all()
+    # without the boot wait (v5.15) the program runs from the start
+    tl = stalled_boot("v5.15", workloads=[workload], duration="10s").domain("g")
+    assert tl[tl["anon_pages"] > 0]["time_s"].iloc[0] == 0.0

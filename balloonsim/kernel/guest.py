@@ -177,6 +177,8 @@ class GuestKernel:
         self._works: list[DelayedWork] = []
         self._threads: list[KThread] = []
         self._late_initcalls: list[Callable[[], Process]] = []
+        self._init_tasks: list[KThread] = []  # the init task, while it runs the late initcalls
+        self._after_boot: Callable[[], None] | None = None  # starts the programs once boot is done
         self.current: KThread | None = None  # the kernel thread running now
         self._passes_seen = 0  # activity.iterations when a balloon thread last waited
         self._module_params = {"xen.balloon_boot_timeout": spec.balloon.boot_timeout}
@@ -218,7 +220,8 @@ class GuestKernel:
             self.sysctl_write("xen/balloon/hotplug_unpopulated", str(tunables.hotplug_unpopulated))
         self.frontend.xen_balloon_init()
         for initcall in self._late_initcalls:  # run in the init task, which may sleep
-            self._threads.append(self._new_thread(partial(self._boot_task, initcall), "init"))
+            self._init_tasks.append(self._new_thread(partial(self._boot_task, initcall), "init"))
+        self._threads += self._init_tasks
 
     def row_sources(self) -> list:
         """The components whose named columns make this guest's timeline rows, in column order."""
@@ -466,6 +469,8 @@ class GuestKernel:
         yield from initcall()
         if task is not None and task.slept:
             self.observer.row(self, "boot_done")
+            if self._after_boot is not None:  # userspace starts now
+                self._after_boot()
 
     def module_param(self, name: str, default: int) -> int:
         """A module parameter: the kernel command line's value (the scenario's), else the default."""
@@ -622,10 +627,29 @@ class GuestKernel:
         self.mm.mem_available_fixed = None if value == "auto" else int(value)
 
     def start_workloads(self, seed: int, domain_index: int, until: int) -> None:
-        """One task per workload, its demand applied over time by a process of its own."""
+        """One task per workload, its demand applied over time by a process of its own.
+
+        Programs run once userspace starts: after the late initcalls have returned, so a guest
+        held in v5.16's boot wait starts them when the wait ends (init/main.c runs the initcalls
+        before the init process), and one that panics never does.  Their times count from then.
+        """
+        start = partial(self._start_workloads, seed, domain_index, until)
+        if self._booting():
+            self._after_boot = start
+        else:
+            start()
+
+    def _booting(self) -> bool:
+        return any(t.state is not ThreadState.DONE for t in self._init_tasks)
+
+    def _start_workloads(self, seed: int, domain_index: int, until: int) -> None:
+        started = self.env.now
         for i, spec in enumerate(self.spec.workloads):
             task = self.tasks.add(spec.name, spec.oom_score_adj)
-            points = demand_points(spec, workload_rng(seed, domain_index, i))
+            points = (
+                (started + t, anon, cache)
+                for t, anon, cache in demand_points(spec, workload_rng(seed, domain_index, i))
+            )
             self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task))))
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
