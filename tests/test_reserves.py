@@ -31,7 +31,7 @@ def test_4gib_guest_with_thp_derived_by_hand():
     # Normal 64320 // 256 = 251; totalreserve = Σ min(managed, high + largest reserve)
     assert r.zones[0].lowmem_reserve == (0, 3747, 3998) and r.zones[1].lowmem_reserve == (0, 0, 251)
     assert r.totalreserve_pages == min(DMA, 97 + 3998) + min(DMA32, 23659 + 251) + 1585 == 29472
-    assert r.totalreserve_pages * 4 // 1024 == 115  # MiB, kernel-facts' table (32 MiB without THP)
+    assert r.totalreserve_pages * 4 // 1024 == 115  # MiB (32 MiB without THP, below)
     assert r.alloc_floor(True, "min") == 3977 + (15773 + 251) + 1057 == 21058
     assert r.alloc_floor(True, "low") == 3977 + (19716 + 251) + 1321 == 25265
 
