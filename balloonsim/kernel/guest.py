@@ -64,7 +64,8 @@ class KernelObserver(Protocol):
         """A worker pass has ended (a balloon_process() run, or a pass of the balloon thread)."""
 
     def guest_crashed(self, guest: GuestKernel) -> None:
-        """The guest's kernel panicked: the toolstack destroys its domain (xl's default on_crash)."""
+        """The guest stopped (its kernel panicked, or Xen crashed it): the toolstack destroys its
+        domain (xl's default on_crash)."""
 
     def still_to_come(self, guest: GuestKernel) -> bool:
         """Whether anything besides ``guest``'s balloon worker is still to happen in the run (a
@@ -121,7 +122,7 @@ class GuestKernel:
         self.activity = BalloonActivity()
         self.meter = CostMeter(spec.costs, self.activity)
         self.iterations_take_no_time = self.meter.timeless
-        # a kthread pass that goes on at once is recorded when time passed, or always with rows_every_pass
+        # a row after every pass of a balloon thread (progress_every 0s), as the oracle prints them
         self.rows_every_pass = rows_every_pass
         self.passes_unobserved = self.iterations_take_no_time and not rows_every_pass
 
