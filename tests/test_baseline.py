@@ -59,7 +59,7 @@ def test_check_passes_when_nothing_moved(saved, capsys, monkeypatch, tmp_path):
     base, _ = saved
     monkeypatch.chdir(tmp_path / "scenarios")  # the scenario is found from the baseline, wherever we are
     assert main(["baseline", "check", str(base)]) == 0
-    assert capsys.readouterr().out == "retry (seed 0): all 12 metrics within tolerance\n"
+    assert capsys.readouterr().out == "retry (seed 0): all 13 metrics within tolerance\n"
 
 
 def test_a_driver_change_that_moves_metrics_exits_1_naming_each(saved, capsys, monkeypatch):
@@ -67,7 +67,7 @@ def test_a_driver_change_that_moves_metrics_exits_1_naming_each(saved, capsys, m
     monkeypatch.setitem(DRIVERS._entries, "v5.12", OneRetryDriver)
     assert main(["baseline", "check", str(base)]) == 1
     assert capsys.readouterr().out.splitlines() == [
-        "retry (seed 0): 6 of 12 metrics moved",
+        "retry (seed 0): 6 of 13 metrics moved",
         "  retry: g: time_to_target: 6 s -> never (tolerance ±5%)",
         "  retry: g: final_pages: 1024 MiB -> 512 MiB (tolerance ±1%)",
         "  retry: g: backoff_seconds: 6 s -> 0 s (tolerance ±5%)",

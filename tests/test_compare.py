@@ -83,14 +83,14 @@ def test_the_cli_prints_what_changed_and_writes_the_tables(retry, tmp_path, caps
     printed = capsys.readouterr().out
     assert "A: balloon.max_retry_count=4\n  B: balloon.max_retry_count=1" in printed
     lines = printed.splitlines()
-    assert any(line.split() == ["g", "time_to_target", "6", "s", "never", "+inf"] for line in lines)
+    assert any(line.split() == ["g", "time_to_target", "6", "s", "never", "now", "never"] for line in lines)
     assert any(line.split() == ["cancellations", "0", "1", "+1"] for line in lines)
-    assert "6 of 12 metrics changed (--all shows every one)" in printed
+    assert "6 of 13 metrics changed (--all shows every one)" in printed
     assert "oom_kills" not in printed  # unchanged rows only with --all
     assert sorted(p.name for p in out.iterdir()) == ["compare.png", "comparison.csv", "comparison.parquet", "run.json"]
     csv = pd.read_csv(out / "comparison.csv")
     assert list(csv.columns) == ["domain", "metric", "unit", "a", "b", "change"]
-    assert len(csv) == 10 + 2  # 10 guest metrics, 2 host metrics (host.needed not set)
+    assert len(csv) == 11 + 2  # 11 guest metrics, 2 host metrics (host.needed not set)
     assert main([*args, "-o", str(out), "--all", "--no-plot"]) == 0  # an earlier comparison is replaced
     assert "oom_kills" in capsys.readouterr().out
     assert not (out / "compare.png").exists()
@@ -218,7 +218,7 @@ def test_two_scenario_files_compare_as_settings_do(retry, tmp_path, capsys):
     b.write_text(RETRY.replace("    costs: none", "    costs: none\n    balloon: {max_retry_count: 1}"))
     assert main(["compare", str(retry), str(b), "-o", str(tmp_path / "o"), "--no-plot"]) == 0
     printed = capsys.readouterr().out
-    assert f"A: {retry}\n  B: {b}\n" in printed and "6 of 12 metrics changed" in printed
+    assert f"A: {retry}\n  B: {b}\n" in printed and "6 of 13 metrics changed" in printed
 
 
 def test_two_scenario_files_need_the_same_domains(retry, tmp_path, capsys):

@@ -41,6 +41,7 @@ GUEST_METRICS = (
     Metric("eagain_passes", COUNT, "worker passes that ended EAGAIN", "eagain_passes"),
     Metric("cancellations", COUNT, "worker passes that ended ECANCELED", "cancellations"),
     Metric("oom_kills", COUNT, "tasks the OOM killer killed", "oom_kills"),
+    Metric("crashed", COUNT, "1 if the guest crashed (kernel panic, out of PoD memory) and was destroyed", "crashed"),
     Metric("min_mem_available", PAGES, "the lowest MemAvailable", "min_mem_available"),
     Metric("max_unmet_demand", PAGES, "the most demand not held at once", "max_unmet_demand"),
     Metric("unmet_demand_mib_s", MIB_S, "unmet demand over time", "unmet_demand_mib_s"),
@@ -96,8 +97,8 @@ def format_value(unit: str, value: float, *, signed: bool = False) -> str:
     if math.isnan(value):
         return "-"
     sign = "+" if signed and value > 0 else ""
-    if math.isinf(value):
-        return f"{'+' if value > 0 else '-'}inf" if signed else "never"
+    if math.isinf(value):  # only times are infinite: never reached, or a change to or from that
+        return ("now never" if value > 0 else "now reached") if signed else "never"
     if unit == PAGES:
         mib = pages_to_mib(value)
         return f"{sign}{mib:.0f} MiB" if mib == round(mib) or abs(mib) >= 100 else f"{sign}{mib:.2f} MiB"
