@@ -3,7 +3,7 @@
 ``BalloonKernel`` lists everything balloon.c calls outside itself: the page
 allocator and MemAvailable (<linux/mm.h>), memory hotplug
 (<linux/memory_hotplug.h>), the hypercalls of <xen/mem-reservation.h>, the
-workqueue, mutexes and wait queues, sysctl and printk.  A driver version is
+workqueue or kernel threads, mutexes and wait queues, sysctl, printk and panic.  A driver version is
 given one object with these and nothing else; ``GuestKernel`` is that
 object.  ``BalloonDriver`` is what the kernel, the xenstore watch and the
 timeline ask of a driver version.  The constants and structs here are the
@@ -21,6 +21,7 @@ from balloonsim.columns import Column
 if TYPE_CHECKING:
     import simpy
 
+    from balloonsim.kernel.kthread import KThread
     from balloonsim.kernel.workqueue import DelayedWork, Mutex, WaitQueue
     from balloonsim.sim import Process
 
@@ -119,6 +120,7 @@ class BalloonKernel(Protocol):
     xen_released_pages: int
     xen_extra_mem: list[tuple[int, int]]  # PV boot: (start pfn, pages) of each extra region
     iterations_take_no_time: bool  # costs none: the driver's work takes no simulated time
+    passes_unobserved: bool  # and no row after each pass: a thread's passes may be done at once
 
     # the page allocator (mm/page_alloc.c) and MemAvailable
     def alloc_pages(self, count: int, gfp: Gfp) -> tuple[int, int]: ...
@@ -153,6 +155,17 @@ class BalloonKernel(Protocol):
     def wait_event_interruptible(
         self, wq: WaitQueue, condition: Callable[[], bool], signal_after: int | None
     ) -> Process: ...
+
+    # kernel threads (v5.15 on): kthread_run, their sleeps and wake-ups (wait_queue().wake_up()),
+    # the late initcalls and module parameters of the boot wait, and panic()
+    @property
+    def jiffies(self) -> int: ...
+    def kthread_run(self, threadfn: Callable[[], Process], name: str) -> KThread: ...
+    def wait_event_freezable_timeout(self, wq: WaitQueue, condition: Callable[[], bool], timeout: int) -> Process: ...
+    def schedule_timeout_interruptible(self, timeout: int) -> Process: ...
+    def late_initcall_sync(self, initcall: Callable[[], Process]) -> None: ...
+    def module_param(self, name: str, default: int) -> int: ...
+    def panic(self, message: str) -> None: ...
 
     # sysctl, printk, and the observer's event table
     def register_sysctl(self, path: str, handler: Callable[[str], int]) -> None: ...
