@@ -5,8 +5,11 @@ update_schedule(): after a failed pass retry_count 1->2 and schedule_delay 1->2 
 the fifth failure (retry_count 5 > max_retry_count 4) cancels and resets both to 1.
 """
 
+import re
+
 import pytest
 
+from balloonsim.errors import SimulationError
 from conftest import GiB, MiB, make_scenario, run
 
 HALF = GiB // 2  # 131072 pages
@@ -301,3 +304,24 @@ def test_a_guest_that_panics_at_boot_runs_no_program():
     # without the boot wait (v5.15) the program runs from the start
     tl = stalled_boot("v5.15", workloads=[workload], duration="10s").domain("g")
     assert tl[tl["anon_pages"] > 0]["time_s"].iloc[0] == 0.0
+
+
+@pytest.mark.parametrize("driver, where", [("v5.12", "balloon_process()"), ("v5.15", "balloon_thread()")])
+def test_a_done_pass_that_moves_nothing_is_a_livelock_with_costs_too(driver, where):
+    # MemAvailable fixed at 0 with totalreserve_pages 0: every turn balloons out min(-credit, 0) = 0 pages
+    # and is DONE (0 is not below totalreserve_pages), so the loop (v5.12's do-while, the thread's wait
+    # condition) goes round for ever; each turn costs a hypercall's time.  Another guest's program
+    # runs all along, so something is always still to come: the run stops after LIVELOCK_TURNS such
+    # turns in a row all the same, as v5.12's does, instead of spinning to the end of the hour
+    base = {"kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0}, "costs": "runtime"}
+    stalled = {**base, "name": "g", "memory": "1GiB", "initial_target": "absent", "balloon": {"driver": driver}}
+    stalled["kernel"] = {**base["kernel"], "mem_available": 0}
+    busy = {
+        **base,
+        "name": "w",
+        "memory": "1GiB",
+        "workloads": [{"name": "p", "periodic": {"period": "10s", "anon": ["0", "100MiB"]}}],
+    }
+    scenario = make_scenario([{"at": "1s", "domain": "g", "target": "512MiB"}], domains=[stalled, busy], duration="1h")
+    with pytest.raises(SimulationError, match=rf"livelock: {re.escape(where)} made no progress"):
+        run(scenario)

@@ -319,19 +319,24 @@ class BalloonDriver:
 
             if not (credit and state is BP_DONE):
                 break
-            # Not in balloon.c: a turn that changed nothing repeats forever unless something else
-            # changes meanwhile; nothing can when no time passes, and is taken not to after many turns.
-            stalled = stalled + 1 if self.balloon_stats.current_pages == current_before else 0
-            if stalled > (0 if self.kernel.iterations_take_no_time else LIVELOCK_TURNS):
-                raise SimulationError(
-                    f"livelock: balloon_process() made no progress (credit {credit}, si_mem_available() "
-                    f"{self.kernel.si_mem_available()}, totalreserve_pages {self.kernel.totalreserve_pages}) "
-                    "and would loop forever, as the kernel's code does in this situation"
-                )
+            stalled = self._count_stalled(stalled, current_before, credit, "balloon_process()")
 
         # Schedule more work if there is some still to be done.
         if state is BP_EAGAIN:
             self.kernel.schedule_delayed_work(self.balloon_worker, self.balloon_stats.schedule_delay * self.kernel.hz)
+
+    def _count_stalled(self, stalled: int, current_before: int, credit: int, where: str) -> int:
+        """Not in balloon.c: a turn that changed nothing and goes round again at once repeats forever
+        unless something else changes meanwhile; nothing can when no time passes, and is taken not to
+        after many turns.  The stalled turns in a row so far."""
+        stalled = stalled + 1 if self.balloon_stats.current_pages == current_before else 0
+        if stalled > (0 if self.kernel.iterations_take_no_time else LIVELOCK_TURNS):
+            raise SimulationError(
+                f"livelock: {where} made no progress (credit {credit}, si_mem_available() "
+                f"{self.kernel.si_mem_available()}, totalreserve_pages {self.kernel.totalreserve_pages}) "
+                "and would loop forever, as the kernel's code does in this situation"
+            )
+        return stalled
 
     def balloon_down(self, credit: int) -> BpState:
         """The loop's ``if (credit < 0)`` block: since XSA-300 (v5.3) at most MemAvailable pages

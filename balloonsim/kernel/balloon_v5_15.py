@@ -82,6 +82,7 @@ class KthreadBalloonDriver(BalloonDriver):
         """The thread function.  As a kthread it runs as a single instance only."""
         kernel = self.kernel
         two_batches = 2 * self.frame_list_size
+        stalled = 0
         while True:  # for (;;)
             state = self.balloon_state
             if state is BP_DONE or state is BP_ECANCELED:
@@ -105,6 +106,7 @@ class KthreadBalloonDriver(BalloonDriver):
             self.balloon_mutex.lock()
 
             credit = self._pass_credit = self.current_credit()
+            current_before = self.balloon_stats.current_pages
 
             if credit > 0:
                 if self.balloon_is_inflated():
@@ -121,6 +123,12 @@ class KthreadBalloonDriver(BalloonDriver):
             self.balloon_mutex.unlock()
 
             yield from kernel.cond_resched()
+
+            # Not in balloon.c: a DONE pass with credit goes round again at once, as v5.12's loop does
+            if credit and self.balloon_state is BP_DONE:
+                stalled = self._count_stalled(stalled, current_before, credit, "balloon_thread()")
+            else:
+                stalled = 0
 
     def _steady_turns_done(self) -> None:
         self.balloon_state = self.state = self.update_schedule(BP_DONE)
