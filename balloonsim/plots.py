@@ -557,14 +557,21 @@ def compare_figure(results: dict[str, Result], domain: str) -> Figure:
 
 
 def _draw_runs(ax: Axes, rows: dict[str, pd.DataFrame], t_div: float, div: float) -> None:
-    """Each run's current_pages (solid) and target_pages (dashed) of one domain, one colour per run."""
+    """Each run's current_pages (solid) and target_pages (dashed) of one domain, one colour per run;
+    a domain destroyed in a run (it crashed) ends there, with a mark."""
     for i, (label, r) in enumerate(rows.items()):
+        destroyed = (r["cause"] == "destroyed").to_numpy() if "cause" in r.columns else np.zeros(len(r), bool)
+        if destroyed.any():
+            r = r.iloc[: destroyed.argmax() + 1]
         t = r["time_s"].to_numpy() / t_div
         lw = _run_width(i, len(rows))
-        ax.step(t, r["current_pages"].to_numpy() / div, where="post", color=f"C{i}", lw=lw, label=f"{label}: current")
+        current = r["current_pages"].to_numpy() / div
+        ax.step(t, current, where="post", color=f"C{i}", lw=lw, label=f"{label}: current")
         ax.step(
             t, r["target_pages"].to_numpy() / div, where="post", color=f"C{i}", lw=lw, ls="--", label=f"{label}: target"
         )
+        if destroyed.any():
+            ax.plot(t[-1:], current[-1:], "P", color=f"C{i}", markersize=9, label=f"{label}: destroyed")
 
 
 def _run_width(i: int, runs: int) -> float:

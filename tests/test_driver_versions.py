@@ -325,3 +325,15 @@ def test_a_done_pass_that_moves_nothing_is_a_livelock_with_costs_too(driver, whe
     scenario = make_scenario([{"at": "1s", "domain": "g", "target": "512MiB"}], domains=[stalled, busy], duration="1h")
     with pytest.raises(SimulationError, match=rf"livelock: {re.escape(where)} made no progress"):
         run(scenario)
+
+
+def test_the_comparison_figure_ends_a_destroyed_guest_where_it_was_destroyed():
+    from balloonsim import plots
+
+    panicked, lived = stalled_boot("v5.16"), stalled_boot("v5.15")
+    fig = plots.runs_figure({"A": lived, "B": panicked}, ["g"])
+    lines = {line.get_label(): line for line in fig.axes[0].get_lines()}
+    # B (v5.16) panics and is destroyed at 180 s: its current line stops there, with the mark; A runs to 300 s
+    assert list(lines["B: destroyed"].get_xdata()) == [180.0]  # seconds
+    assert lines["B: current"].get_xdata()[-1] == 180.0 and lines["A: current"].get_xdata()[-1] == 300.0
+    assert "A: destroyed" not in lines
