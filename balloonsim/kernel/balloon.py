@@ -80,7 +80,7 @@ class BalloonDriver:
         self.balloon_stats = BalloonStats()
         self.balloon_mutex = kernel.mutex("balloon_mutex")
         self.balloon_wq = kernel.wait_queue()
-        self.balloon_worker = kernel.delayed_work(self.balloon_process, "balloon_worker")
+        self.declare_worker()
         self.xen_hotplug_unpopulated = 0  # sysctl xen/balloon/hotplug_unpopulated
         # Not in balloon.c, but what an observer of the C code sees: the state
         # update_schedule() last returned in the worker (the oracle probes it at
@@ -88,6 +88,10 @@ class BalloonDriver:
         self.state: BpState | None = None
         self.backend_pages = 0
         self.bulk_iterations = bulk_iterations  # allow _run_steady_iterations()
+
+    def declare_worker(self) -> None:
+        """static DECLARE_DELAYED_WORK(balloon_worker, balloon_process)."""
+        self.balloon_worker = self.kernel.delayed_work(self.balloon_process, "balloon_worker")
 
     # -- the ballooned-page list ------------------------------------------------
 

@@ -63,11 +63,14 @@ class KthreadBalloonDriver(BalloonDriver):
 
     def __init__(self, kernel: BalloonKernel, *, memory_hotplug: bool, bulk_iterations: bool = True):
         super().__init__(kernel, memory_hotplug=memory_hotplug, bulk_iterations=bulk_iterations)
-        self.balloon_worker = None  # no delayed work: the thread below
-        self.balloon_thread_wq = kernel.wait_queue()  # main waiting point for the xen-balloon thread
         self.balloon_state = BP_DONE
         self.thread = None
         self._pass_credit = 0  # not in balloon.c: the credit the last pass worked on, for pass_outcome
+
+    def declare_worker(self) -> None:
+        """static DECLARE_WAIT_QUEUE_HEAD(balloon_thread_wq): the main waiting point for the
+        xen-balloon thread, which replaces the delayed work (the thread starts in balloon_init)."""
+        self.balloon_thread_wq = self.kernel.wait_queue()
 
     # -- the thread -----------------------------------------------------------------
 

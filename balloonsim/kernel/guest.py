@@ -395,9 +395,11 @@ class GuestKernel:
     # -- scheduling -------------------------------------------------------------------------
 
     def delayed_work(self, func: Callable[[], Process], name: str) -> DelayedWork:
-        def run() -> Process:  # a crash ends the work function where it is
+        def until_crash() -> Process:
             return self._until_crash(func())
 
+        # only a guest with untouched PoD pages can crash; a crash ends the work function where it is
+        run = until_crash if self.untouched else func
         work = DelayedWork(self.env, self.clock, run, f"{self.name}/{name}", lambda: self._work_finished(work))
         self._works.append(work)
         return work
