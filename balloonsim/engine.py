@@ -21,7 +21,7 @@ from balloonsim import __version__
 from balloonsim.errors import SimulationError
 from balloonsim.kernel.guest import GuestKernel
 from balloonsim.managers.base import MemSet, SetMaxPages, SetTarget
-from balloonsim.managers.process import apply, run_manager
+from balloonsim.managers.process import HostIO, apply
 from balloonsim.progress import RunProgress
 from balloonsim.registry import MANAGERS
 from balloonsim.results.recorder import Recorder
@@ -42,7 +42,7 @@ class ProgressSink(Protocol):
 
 def host_size(scenario: Scenario) -> tuple[int, int]:
     """The host's (total, free) pages at t=0, from whichever the scenario gives."""
-    booted = sum(d.memory for d in scenario.domains)
+    booted = sum(d.memory for d in scenario.domains if d.start is None)
     host = scenario.host
     if host.total is not None:
         free = host.free if host.free is not None else host.total - booted
@@ -66,6 +66,7 @@ class Simulation:
         self.toolstack = Toolstack(self.host, self.xenstore)
         self.guests: list[GuestKernel] = []
         self._index: dict[GuestKernel, int] = {}
+        self._names = {d.name: i for i, d in enumerate(scenario.domains)}
         self.step = 0
 
         for i, spec in enumerate(scenario.domains):
@@ -106,9 +107,10 @@ class Simulation:
             self._record(i, self.recorder.causes("init"))
         for i, guest in enumerate(self.guests):
             guest.start_workloads(self.seed, i, scenario.duration)
+        self.io = HostIO(self.env, self.toolstack, self._running, self._manager_acted, self._manager_reported)
         if scenario.host.manager is not None:
-            manager = MANAGERS.load(scenario.host.manager.kind)(scenario.host.manager)
-            self.env.process(run_manager(self.env, manager, self.toolstack, self.guests, self._manager_acted))
+            self.manager = MANAGERS.load(scenario.host.manager.kind)(scenario.host.manager)
+            self.env.process(self.manager.daemon(self.io))
 
     # -- running -------------------------------------------------------------------------
 
@@ -270,8 +272,14 @@ class Simulation:
     def event(self, guest: GuestKernel, kind: str, pages: int, value: int, message: str) -> None:
         self.recorder.event(self.env.now, self._index[guest], kind, pages, value, message)
 
-    def _manager_acted(self, index: int) -> None:
-        self._record(index, self._cause_manager)
+    def _running(self) -> list[GuestKernel]:
+        return [g for g in self.guests if not g.crashed]
+
+    def _manager_acted(self, name: str) -> None:
+        self._record(self._names[name], self._cause_manager)
+
+    def _manager_reported(self, kind: str, domain: str | None, pages: int, value: int, message: str) -> None:
+        self.recorder.event(self.env.now, -1 if domain is None else self._names[domain], kind, pages, value, message)
 
     def pass_done(self, guest: GuestKernel) -> None:
         self._record(self._index[guest], self._cause_work)

@@ -18,7 +18,7 @@ from balloonsim.kernel.interface import (
     BalloonStats,
     balloon_stats_values,
 )
-from balloonsim.managers.base import HostView, SetTarget
+from balloonsim.managers.base import HostView, PeriodicManager, SetTarget
 from balloonsim.registry import DRIVERS, MANAGERS
 from balloonsim.results.recorder import Recorder
 from balloonsim.scenario.model import ManagerParams
@@ -149,7 +149,7 @@ class EvenSplitParams(ManagerParams):
     period: Nanoseconds = "10s"
 
 
-class EvenSplit:
+class EvenSplit(PeriodicManager):
     """Shares the host's memory evenly among its guests, capped at each one's static-max."""
 
     Params = EvenSplitParams

@@ -241,7 +241,7 @@ def test_an_event_at_the_end_of_the_run_is_in_it_and_later_ones_compare_with_the
 
 def test_an_event_or_a_workload_with_no_action_or_kind():
     actions = (
-        "target, mem_set, max_pages, host_free, take, give, alloc_ballooned, free_ballooned, online, "
+        "target, mem_set, max_pages, host_free, stop, take, give, alloc_ballooned, free_ballooned, online, "
         "hotplug_unpopulated, sysfs, totalreserve, mem_available"
     )
     assert problems(data(events=[{"at": "1s", "domain": "a"}])) == [
@@ -470,7 +470,8 @@ def test_replace_makes_the_mappings_a_path_goes_through():
         s.replace({"domains.0.bogus.x": 1})
     assert err.value.problems == [
         "domains.0.bogus: unknown key 'bogus'; allowed: name, type, initial_domain, toolstack, memory, static_max, "
-        "videoram, pod, initial_target, max_pages, kernel, balloon, costs, workloads"
+        "videoram, pod, initial_target, max_pages, kernel, balloon, costs, workloads, "
+        "dynamic_min, dynamic_max, shares, start, start_deadline"
     ]
 
 

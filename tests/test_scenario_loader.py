@@ -64,14 +64,15 @@ def test_every_problem_of_a_file_is_reported_with_its_line():
         "s.yaml:4: host.total: '8GB': decimal units are ambiguous; write 8GiB for a power of 1024",
         "s.yaml:7: domains.0.memory: '-1GiB': must not be negative",
         "s.yaml:8: domains.0.bogus: unknown key 'bogus'; allowed: name, type, initial_domain, toolstack, "
-        "memory, static_max, videoram, pod, initial_target, max_pages, kernel, balloon, costs, workloads",
+        "memory, static_max, videoram, pod, initial_target, max_pages, kernel, balloon, costs, workloads, "
+        "dynamic_min, dynamic_max, shares, start, start_deadline",
         "s.yaml:10: domains.0.kernel.hz: Input should be 100, 250, 300 or 1000",
         "s.yaml:11: domains.1.name: duplicate domain name 'a' (also domains.0)",
         "s.yaml:15: events.1.domain: unknown domain 'zz'; domains: a",
         "s.yaml:15: events.1.at: 1s is before the previous event (5s); list events in time order",
         "s.yaml:16: events.2.domain: host_free acts on the host; remove 'domain'",
         "s.yaml:17: events.3: an event has exactly one action (found give, take); actions: target, mem_set, "
-        "max_pages, host_free, take, give, alloc_ballooned, free_ballooned, online, hotplug_unpopulated, sysfs, "
+        "max_pages, host_free, stop, take, give, alloc_ballooned, free_ballooned, online, hotplug_unpopulated, sysfs, "
         "totalreserve, mem_available",
         "s.yaml:18: events.4.sysfs: write exactly one attribute, one of: target_kb, target, max_retry_count, "
         "max_schedule_delay, scrub_pages",

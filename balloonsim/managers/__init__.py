@@ -1,7 +1,6 @@
 """Host memory managers: the policies that set the guests' targets on a real host.
 
-Each manager is one module with a pure decision (``base.Manager``: a
-snapshot of the host and its guests in, actions out) registered by name in
-``registry.MANAGERS``; ``process.run_manager`` samples the world at the
-manager's cadence and applies its actions through the toolstack.
+Each manager is one module registered by name in ``registry.MANAGERS``: a pure
+decision (snapshots in, actions out; ``base``) and the daemon around it, which
+reads and acts on the host through ``process.HostIO`` at the manager's cadence.
 """

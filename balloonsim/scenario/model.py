@@ -322,6 +322,27 @@ class Domain(Model):
         description=f"the time ballooning takes: a profile ({', '.join(PROFILES)}), or {{profile: NAME, ...overrides}}",
     )
     workloads: list[Workload] = Field([], description="the guest's tasks and their memory demand over time")
+    # what a host memory manager may do with it (host.manager)
+    dynamic_min: Pages | None = Field(
+        None,
+        description="the least memory a host manager may leave it (xapi's dynamic-min, Proxmox's balloon, MoM's "
+        "guaranteed memory); default: memory",
+    )
+    dynamic_max: Pages | None = Field(
+        None, description="the most memory a host manager may give it (xapi's dynamic-max); default: static-max"
+    )
+    shares: int = Field(1000, ge=0, le=50000, description="Proxmox's shares: its weight when memory is shared out")
+    # its life on the host
+    start: Nanoseconds | None = Field(
+        None,
+        description="when the toolstack starts it (xl create): the host manager must first free its memory; "
+        "default: running from t=0",
+    )
+    start_deadline: Nanoseconds | None = Field(
+        None,
+        description="a start that must be running this long after it was asked (a migration in): later is a "
+        "failed start",
+    )
 
     @field_validator("workloads")
     @classmethod
@@ -372,6 +393,16 @@ class Domain(Model):
         static_max = self.memory if self.static_max_pages is None else self.static_max_pages
         fudge = toolstack.libxl_targetmem_fudge(self.type, self.memory, static_max, self.videoram)
         return units.pages_to_kib(self.memory - fudge)
+
+    @property
+    def dynamic_min_pages(self) -> int:
+        return self.memory if self.dynamic_min is None else int(self.dynamic_min)
+
+    @property
+    def dynamic_max_pages(self) -> int:
+        if self.dynamic_max is not None:
+            return int(self.dynamic_max)
+        return self.memory if self.static_max_pages is None else self.static_max_pages
 
     @property
     def max_pages_at_boot(self) -> int:
@@ -437,6 +468,7 @@ class Event(Model):
     mem_set: KiB | None = Field(None, description="xl mem-set: max_pages = target + 1 MiB, then memory/target")
     max_pages: PageCount | None = Field(None, description="xc_domain_setmaxmem")
     host_free: PageCount | None = Field(None, description="other consumers take or release host memory")
+    stop: Literal[True] | None = Field(None, description="xl shutdown/destroy: the domain goes, its memory to the host")
     # guest
     take: PageCount | None = Field(None, description="the workload allocates pages (highmem first)")
     give: PageCount | None = Field(None, description="the workload frees the pages it took last")

@@ -146,6 +146,17 @@ def domain_problems(d: Domain) -> list[Issue]:
                 f"({format_pages(populated)}{' less video RAM' if d.videoram else ''})",
             )
         )
+    given = d.dynamic_min is not None or d.dynamic_max is not None
+    if given and d.dynamic_min_pages > d.dynamic_max_pages:
+        problems.append(
+            (
+                ("dynamic_min",),
+                f"{format_pages(d.dynamic_min_pages)} is above dynamic_max ({format_pages(d.dynamic_max_pages)}): "
+                "give dynamic_min <= dynamic_max (dynamic_min defaults to memory, dynamic_max to static-max)",
+            )
+        )
+    if d.start_deadline is not None and d.start is None:
+        problems.append((("start_deadline",), "a deadline is for a domain started during the run: give start too"))
     static_max = d.static_max_pages
     if static_max is not None and static_max < d.memory and d.toolstack == "libxl" and d.type != "pv":
         # libxl__build_post writes memory/static-max = max_memkb, and libxl__build_dom gives an HVM or
@@ -200,7 +211,7 @@ def max_pfn(d: Domain) -> int:
 
 def scenario_problems(scenario: Scenario) -> list[Issue]:
     """Does the host hold its domains at boot, and does its memory fit the model's int64 tables?"""
-    booted = sum(d.memory for d in scenario.domains)
+    booted = sum(d.memory for d in scenario.domains if d.start is None)
     host = scenario.host
     if host.total is not None and host.free is None and booted > host.total:
         return [
