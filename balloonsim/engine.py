@@ -23,14 +23,14 @@ from balloonsim.kernel.guest import GuestKernel
 from balloonsim.managers.base import MemSet, SetMaxPages, SetTarget
 from balloonsim.managers.process import HostIO, apply
 from balloonsim.progress import RunProgress
-from balloonsim.registry import MANAGERS
+from balloonsim.registry import MANAGERS, NO_MANAGER
 from balloonsim.results.recorder import Recorder
 from balloonsim.results.result import Result, build_result
 from balloonsim.results.settings import run_settings
 from balloonsim.scenario import load_scenario
-from balloonsim.scenario.model import Event, Scenario
-from balloonsim.sim import END, EVENT, Timer
-from balloonsim.units import format_ns
+from balloonsim.scenario.model import Event, ManagerParams, Scenario
+from balloonsim.sim import END, EVENT, Process, Timer
+from balloonsim.units import format_ns, format_pages
 from balloonsim.xen.hypervisor import Host
 from balloonsim.xen.toolstack import Toolstack
 from balloonsim.xen.xenstore import XenStore
@@ -64,53 +64,104 @@ class Simulation:
         self.host = Host(total, free)
         self.xenstore = XenStore()
         self.toolstack = Toolstack(self.host, self.xenstore)
-        self.guests: list[GuestKernel] = []
+        self.guests: list[GuestKernel] = []  # built so far, in the order they were built
+        self._slots: list[GuestKernel | None] = [None] * len(scenario.domains)  # by scenario index
         self._index: dict[GuestKernel, int] = {}
         self._names = {d.name: i for i, d in enumerate(scenario.domains)}
         self.step = 0
+        self._bulk_iterations = bulk_iterations
 
         for i, spec in enumerate(scenario.domains):
-            dom = self.toolstack.create_domain(
-                spec.name,
-                memory_pages=spec.memory,
-                max_pages=spec.max_pages_at_boot,
-                static_max_pages=spec.static_max_pages,
-                kind=spec.toolstack,
-                initial_target_kib=spec.initial_target_kib,
-                videoram_pages=spec.videoram,
-                pod_entries=spec.ram_pages if spec.pod_enabled else 0,
-                pv=spec.type == "pv",
-            )
-            guest = GuestKernel(
-                self.env,
-                spec,
-                host=self.host,
-                domain=dom,
-                xenstore=self.xenstore,
-                observer=self,
-                bulk_iterations=bulk_iterations,
-                rows_every_pass=scenario.progress_every == 0,
-            )
-            self.guests.append(guest)
-            self._index[guest] = i
-        self.recorder = Recorder([g.name for g in self.guests], [g.row_sources() for g in self.guests], self.host)
+            if spec.start is None:
+                self._build(i)
+        sources = [
+            g.row_sources() if g else GuestKernel.column_sources(d)  # a domain started later: its columns
+            for g, d in zip(self._slots, scenario.domains, strict=True)
+        ]
+        self.recorder = Recorder([d.name for d in scenario.domains], sources, self.host)
         self._cause_work = self.recorder.causes("work")
         self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
         self._cause_manager = self.recorder.causes("manager")
-        self._last_row_ns = [0] * len(self.guests)
+        self._last_row_ns = [0] * len(scenario.domains)
 
         problem = self.host.conservation_problem(full=True)
         if problem:
             raise SimulationError(f"at boot: {problem}")
-        for i, guest in enumerate(self.guests):
+        for guest in self.guests:
             guest.boot()
-            self._record(i, self.recorder.causes("init"))
-        for i, guest in enumerate(self.guests):
-            guest.start_workloads(self.seed, i, scenario.duration)
+            self._record(self._index[guest], self.recorder.causes("init"))
+        for guest in self.guests:
+            guest.start_workloads(self.seed, self._index[guest], scenario.duration)
         self.io = HostIO(self.env, self.toolstack, self._running, self._manager_acted, self._manager_reported)
-        if scenario.host.manager is not None:
-            self.manager = MANAGERS.load(scenario.host.manager.kind)(scenario.host.manager)
-            self.env.process(self.manager.daemon(self.io))
+        params = scenario.host.manager or ManagerParams(kind=NO_MANAGER)
+        self.manager = MANAGERS.load(params.kind)(params)
+        self._manager_runs = params.kind != NO_MANAGER
+        self.env.process(self.manager.daemon(self.io))
+        self._starts_due = sum(spec.start is not None for spec in scenario.domains)
+        for i, spec in enumerate(scenario.domains):
+            if spec.start is not None:
+                Timer(self.env, spec.start, EVENT).callbacks.append(lambda _, i=i: self.env.process(self._start(i)))
+
+    def _build(self, index: int) -> GuestKernel:
+        """libxl's domain build: the domain gets its memory from Xen's free pool, its kernel is set up."""
+        spec = self.scenario.domains[index]
+        dom = self.toolstack.create_domain(
+            spec.name,
+            memory_pages=spec.memory,
+            max_pages=spec.max_pages_at_boot,
+            static_max_pages=spec.static_max_pages,
+            kind=spec.toolstack,
+            initial_target_kib=spec.initial_target_kib,
+            videoram_pages=spec.videoram,
+            pod_entries=spec.ram_pages if spec.pod_enabled else 0,
+            pv=spec.type == "pv",
+            from_free=spec.start is not None,
+        )
+        guest = GuestKernel(
+            self.env,
+            spec,
+            host=self.host,
+            domain=dom,
+            xenstore=self.xenstore,
+            observer=self,
+            bulk_iterations=self._bulk_iterations,
+            rows_every_pass=self.scenario.progress_every == 0,
+        )
+        self.guests.append(guest)
+        self._slots[index] = guest
+        self._index[guest] = index
+        return guest
+
+    def _start(self, index: int) -> Process:
+        """``xl create`` during the run: the manager makes room (its own rules and timeouts), then the
+        domain is built and boots; a start that gets no room, or gets it after its deadline, fails.
+        Events ``start_asked``, then ``started`` or ``start_failed`` (value: the latency, ns)."""
+        spec, env = self.scenario.domains[index], self.env
+        asked = env.now
+        self._starts_due -= 1
+        self.recorder.event(asked, index, "start_asked", spec.memory, -1, f"xl create {spec.name}")
+        room = env.process(self.manager.make_room(self.io, spec.memory))
+        if spec.start_deadline is None:
+            yield room
+        else:
+            yield room | Timer(env, spec.start_deadline, EVENT)
+        late = spec.start_deadline is not None and not room.triggered
+        free = self.host.free_pages
+        if late or not room.value or free < spec.memory:
+            why = (
+                f"not running within its deadline ({format_ns(spec.start_deadline)})"
+                if late
+                else f"the host has {format_pages(free)} free, the domain needs {format_pages(spec.memory)}"
+            )
+            self.recorder.event(env.now, index, "start_failed", spec.memory, env.now - asked, why)
+            return
+        guest = self._build(index)
+        self.recorder.attach(index, guest.row_sources())
+        guest.boot()
+        latency = env.now - asked
+        self.recorder.event(env.now, index, "started", spec.memory, latency, f"started after {format_ns(latency)}")
+        self._record(index, self.recorder.causes("started"))
+        guest.start_workloads(self.seed, index, self.scenario.duration)
 
     # -- running -------------------------------------------------------------------------
 
@@ -128,15 +179,16 @@ class Simulation:
                 self._run_until(end, bar.simulated if bar.shown else None)
         else:
             self._run_until(end, progress.simulated)
-        for i in range(len(self.guests)):
-            self._record(i, self.recorder.causes("end"))
+        for i, guest in enumerate(self._slots):
+            if guest is not None:  # a domain whose start failed has no rows
+                self._record(i, self.recorder.causes("end"))
         problem = self.host.conservation_problem(full=True)
         if problem:
             raise SimulationError(f"at the end of the run: {problem}")
         wall = time.perf_counter() - started
         return build_result(
             self.recorder,
-            [g.hz for g in self.guests],
+            [d.kernel.hz for d in self.scenario.domains],
             {g.name: g.counters() for g in self.guests},
             self.metadata(wall),
         )
@@ -175,9 +227,8 @@ class Simulation:
         """Apply the scenario's events in order, each at its time (one timer per instant).
 
         Once a domain is destroyed only the toolstack's actions still go to it (and fail there)."""
-        self._toolstack_handlers = {self._on_target, self._on_mem_set, self._on_max_pages}
-        index = {g.name: i for i, g in enumerate(self.guests)}
-        self._plan = [self._compile(e, index) for e in self.scenario.events]
+        self._toolstack_handlers = {self._on_target, self._on_mem_set, self._on_max_pages}  # fail on a gone domain
+        self._plan = [self._compile(e, self._names) for e in self.scenario.events]
         self._next = 0
         self._apply_due()
 
@@ -187,13 +238,16 @@ class Simulation:
         while self._next < len(plan) and plan[self._next][0] <= env.now:
             _, index, handler, value, cause = plan[self._next]
             self._next += 1
-            if index < 0:  # a host event: every domain gets a row
+            guest = self._slots[index] if index >= 0 else None
+            if index < 0:  # a host event: every running domain gets a row
                 handler(value)
-                for i in range(len(self.guests)):
-                    self._record(i, cause)
-            elif self.guests[index].crashed and handler not in self._toolstack_handlers:
+                for running in self._running():
+                    self._record(self._index[running], cause)
+            elif guest is None:
+                self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain is not running: nothing ran")
+            elif guest.crashed and handler not in self._toolstack_handlers:
                 self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain was destroyed: nothing ran")
-            elif handler(self.guests[index], value, index, cause):
+            elif handler(guest, value, index, cause):
                 self._record(index, cause)
         if self._next < len(plan):
             Timer(env, plan[self._next][0] - env.now, EVENT).callbacks.append(self._apply_due)
@@ -219,6 +273,13 @@ class Simulation:
 
     def _on_max_pages(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
         apply(SetMaxPages(guest.name, pages), self.toolstack, guest)
+        return True
+
+    def _on_stop(self, guest: GuestKernel, _: Any, index: int, cause: int) -> bool:
+        """``xl shutdown`` (or destroy): the guest stops and Xen takes its pages back."""
+        guest.shut_down()
+        freed = self.toolstack.destroy_domain(guest.domain)
+        self.recorder.event(self.env.now, index, "domain_stopped", freed, -1, "its memory went back to the host")
         return True
 
     def _on_take(self, guest: GuestKernel, pages: int, *_: Any) -> bool:
@@ -273,7 +334,8 @@ class Simulation:
         self.recorder.event(self.env.now, self._index[guest], kind, pages, value, message)
 
     def _running(self) -> list[GuestKernel]:
-        return [g for g in self.guests if not g.crashed]
+        """The domains running now, in scenario order."""
+        return [g for g in self._slots if g is not None and not g.crashed]
 
     def _manager_acted(self, name: str) -> None:
         self._record(self._names[name], self._cause_manager)
@@ -293,14 +355,14 @@ class Simulation:
         self._record(index, self.recorder.causes("destroyed"))
 
     def still_to_come(self, guest: GuestKernel) -> bool:
-        if self._next < len(self._plan) or self.scenario.host.manager is not None:
+        if self._next < len(self._plan) or self._manager_runs or self._starts_due:
             return True
         return any(g.busy(worker=g is not guest) for g in self.guests)
 
     def _record(self, index: int, cause: int) -> None:
         """A timeline row for one domain, then the conservation checks of that step."""
         self.step += 1
-        guest = self.guests[index]
+        guest = self._slots[index]
         self._last_row_ns[index] = self.env.now
         self.recorder.row(self.env.now, index, cause)
         problem = guest.conservation_problem() or self.host.conservation_problem()

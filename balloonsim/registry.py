@@ -65,3 +65,6 @@ DRIVERS.register("v5.16", "balloonsim.kernel.balloon_v5_16:BootWaitBalloonDriver
 
 #: host memory managers (``host.manager.kind``): a decision policy run at its cadence (managers/base.py)
 MANAGERS = Registry("host memory manager")
+#: no manager: targets come only from the scenario's events; a VM starts if Xen has its memory free
+NO_MANAGER = "none"
+MANAGERS.register(NO_MANAGER, "balloonsim.managers.none:NoManager")

@@ -228,6 +228,11 @@ class GuestKernel:
         """The components whose named columns make this guest's timeline rows, in column order."""
         return [self.driver, self.host, self.domain, self.mm, self.tasks, self.hotplug]
 
+    @staticmethod
+    def column_sources(spec: DomainSpec) -> list[type]:
+        """The classes of ``row_sources()``: the columns of a guest that is not built yet."""
+        return [DRIVERS.load(spec.balloon.driver), Host, Domain, GuestMemory, Tasks, MemoryHotplug]
+
     # -- the page allocator and MemAvailable ------------------------------------------
 
     def alloc_pages(self, count: int, gfp: Gfp) -> tuple[int, int]:
@@ -516,10 +521,14 @@ class GuestKernel:
     def _stop(self) -> None:
         """The guest is gone: no thread, task or kswapd runs again, and the toolstack destroys the domain
         (xl's default on_crash)."""
+        self.shut_down()
+        self.observer.guest_crashed(self)
+
+    def shut_down(self) -> None:
+        """The guest stops running (a crash, or ``xl shutdown``): no thread, task or kswapd runs again."""
         self.crashed = True
         for thread in self._threads:
             thread.stop()
-        self.observer.guest_crashed(self)
 
     def _work_finished(self, work: DelayedWork) -> None:
         """A worker pass ended: memory it populated may meet waiting demand; its outcome is told."""

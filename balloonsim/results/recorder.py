@@ -80,6 +80,15 @@ class Recorder:
         self._warn_at = self.WARN_ROWS
         self._unchecked = set(range(len(self.domains)))  # domains whose first row is still to come
 
+    def attach(self, index: int, sources: Sequence[HasColumns]) -> None:
+        """Domain ``index`` is built (a VM start): its rows come from these components, which declare
+        the columns its classes declared at the start of the run."""
+        old, slots = self._layouts[index]
+        if [c for s in old for c in s.COLUMNS] != [c for s in sources for c in s.COLUMNS]:
+            raise TypeError(f"domain {self.domains[index]}: its components declare other columns than announced")
+        self._layouts[index] = (tuple(sources), slots)
+        self._unchecked.add(index)
+
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.columns]

@@ -105,7 +105,9 @@ def domain_summary(
 
     # swap that filled and was freed by an OOM kill within one step is in the oom_invoked event only
     oom_swap = events[events["kind"] == "oom_invoked"].groupby("domain")["pages"].max()
-    swap_peak = np.fmax(peak("swap_pages"), oom_swap.reindex(domains).to_numpy(dtype=float)).astype("int64")
+    swap_peak = np.nan_to_num(np.fmax(peak("swap_pages"), oom_swap.reindex(domains).to_numpy(dtype=float))).astype(
+        "int64"
+    )  # a domain that never ran (its start failed) has no rows: 0
 
     # in back-off: EAGAIN with the retry pending (a delayed work) or the thread asleep until it (a kthread)
     retry_pending = np.zeros(len(timeline), bool)
@@ -132,6 +134,7 @@ def domain_summary(
             "target_reached": (last["current_pages"] == last["target_pages"]).to_numpy()
             & ~(refused | clamped | crashed),
             "crashed": crashed,
+            "ran": by_domain.size().reindex(domains, fill_value=0).to_numpy() > 0,  # a failed start never did
             "last_target_refused": refused,
             "last_target_clamped": clamped,
             "toolstack_refusals": kind("mem_set_failed").to_numpy(),

@@ -56,9 +56,17 @@ class Host:
         return (self.free_pages,)
 
     def create_domain(
-        self, name: str, tot_pages: int, max_pages: int, pod: PodPool | None = None, pv: bool = False
+        self,
+        name: str,
+        tot_pages: int,
+        max_pages: int,
+        pod: PodPool | None = None,
+        pv: bool = False,
+        from_free: bool = False,
     ) -> Domain:
-        """A domain built with ``tot_pages`` already allocated to it (from the other pool).
+        """A domain built with ``tot_pages`` already allocated to it: from the other pool for the
+        domains running at t=0 (the host's total holds them), from the free pool for a domain built
+        during the run (the caller checked there are that many free).
 
         A PoD build (``pod``: xc_domain_set_pod_target, then populate_physmap with
         XENMEMF_populate_on_demand, tools/libs/guest/xg_dom_x86.c meminit_hvm) holds ``pod.cache``
@@ -67,7 +75,10 @@ class Host:
         dom = Domain(len(self.domains) + 1, name, tot_pages, max_pages, pod or PodPool(), pv)
         self.domains.append(dom)
         self.domain_pages += tot_pages
-        self.other_pages -= tot_pages
+        if from_free:
+            self.free_pages -= tot_pages
+        else:
+            self.other_pages -= tot_pages
         return dom
 
     # XENMEM_populate_physmap with order-0 extents

@@ -74,17 +74,19 @@ class Toolstack:
         pod_entries: int = 0,
         pv: bool = False,
         kind: str = "libxl",
+        from_free: bool = False,
     ) -> Domain:
         """Build a domain with its memory, then write its memory keys to xenstore as the toolstack does.
 
         ``pod_entries``: the guest's RAM when it is built with PoD (0: populated in full); its PoD
         cache is then memory less the video RAM the device model populates.  libxl writes
+        ``from_free``: built during the run, from Xen's free memory (see ``Host.create_domain``).
         ``memory/static-max``, ``memory/target`` and ``memory/videoram`` (libxl__build_post,
         tools/libs/light/libxl_dom.c); xend (``kind="xend"``) wrote static-max as
         ``memory/memory_static_max``.  None leaves a key unwritten.
         """
         pod = PodPool(pod_entries, memory_pages - videoram_pages) if pod_entries else None
-        dom = self.host.create_domain(name, memory_pages, max_pages, pod, pv)
+        dom = self.host.create_domain(name, memory_pages, max_pages, pod, pv, from_free)
         self._static_max_key[dom.domid] = STATIC_MAX_KEY[kind]
         if static_max_pages is not None:
             self.xenstore.write(dom.domid, STATIC_MAX_KEY[kind], str(pages_to_kib(static_max_pages)))
