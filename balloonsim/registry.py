@@ -62,6 +62,9 @@ DRIVERS.register("v5.2", "balloonsim.kernel.balloon_v5_2:PreXsa300BalloonDriver"
 DRIVERS.register("v5.12", "balloonsim.kernel.balloon:BalloonDriver")
 DRIVERS.register("v5.15", "balloonsim.kernel.balloon_v5_15:KthreadBalloonDriver")
 DRIVERS.register("v5.16", "balloonsim.kernel.balloon_v5_16:BootWaitBalloonDriver")
+#: squeeze_test's scripted drivers, with their fault (``balloon.fault``)
+FAULTY_DRIVER = "faulty"
+DRIVERS.register(FAULTY_DRIVER, "balloonsim.kernel.fault_drivers:FaultyBalloonDriver")
 
 #: host memory managers (``host.manager.kind``): a decision policy run at its cadence (managers/base.py)
 MANAGERS = Registry("host memory manager")

@@ -32,7 +32,7 @@ from balloonsim import units
 from balloonsim.arch import ARCHES
 from balloonsim.errors import InvalidScenario, ScenarioWarning, UnknownPath, dotted
 from balloonsim.kernel.cost_profiles import DEFAULT_PROFILE, PROFILES
-from balloonsim.registry import DRIVERS, MANAGERS
+from balloonsim.registry import DRIVERS, FAULTY_DRIVER, MANAGERS
 from balloonsim.scenario import rules
 from balloonsim.scenario.base import NAME_PATTERN, Model, known, the_one_set
 from balloonsim.scenario.messages import issues_of
@@ -166,13 +166,44 @@ class Kernel(Model):
 RETRY_UNLIMITED_DRIVERS = ("v5.2",)
 
 
+class Fault(Model):
+    """A balloon driver with a fault, as squeezed's test simulator scripts them (``driver: faulty``;
+    kernel/fault_drivers.py): it moves towards its target at ``rate``, or not at all."""
+
+    kind: Literal["ideal", "hidden-floor", "hidden-ceiling", "stuck", "intermittent"] = Field(
+        description="ideal: always moves at rate; hidden-floor / hidden-ceiling: cannot go below / reach limit; "
+        "stuck: never moves; intermittent: moves for interval, stalls for interval"
+    )
+    rate: PagesPerSecond | None = Field(None, description="how fast it moves (not for stuck)")
+    limit: Pages | None = Field(None, description="the hidden floor or ceiling")
+    interval: Nanoseconds | None = Field(None, description="intermittent: how long it moves, then stalls")
+    tick: Nanoseconds = Field("100ms", description="how often it moves (squeeze_test updates every 0.1 s)")
+
+    @model_validator(mode="after")
+    def _what_the_kind_needs(self) -> Fault:
+        needs = {
+            "ideal": ("rate",),
+            "hidden-floor": ("rate", "limit"),
+            "hidden-ceiling": ("rate", "limit"),
+            "stuck": (),
+            "intermittent": ("rate", "interval"),
+        }[self.kind]
+        missing = [name for name in needs if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} driver needs {' and '.join(missing)}")
+        if self.tick == 0 or self.interval == 0:
+            raise ValueError("tick and interval must be more than 0")
+        return self
+
+
 class Balloon(Model):
     """The balloon driver's tunables at boot (its sysfs files and sysctl)."""
 
     driver: str = Field(
         "v5.12",
         description="balloon.c version: v5.2 (before XSA-300), v5.12 (delayed work, v5.12-v5.14), "
-        "v5.15 (the xen-balloon kernel thread), v5.16 (the thread and the boot wait; also 5.15.3+ and 6.x)",
+        "v5.15 (the xen-balloon kernel thread), v5.16 (the thread and the boot wait; also 5.15.3+ and 6.x); "
+        "faulty: a scripted driver with a fault (balloon.fault)",
     )
     max_retry_count: int = Field(
         None,  # type: ignore[assignment]  # filled in by _driver_defaults
@@ -190,11 +221,18 @@ class Balloon(Model):
     )
     hotplug_unpopulated: Literal[0, 1] = 0
     scrub_pages: bool = True
+    fault: Fault | None = Field(None, description="driver faulty only: how it moves (or fails to)")
 
     @field_validator("driver")
     @classmethod
     def _registered(cls, driver: str) -> str:
         return known(driver, DRIVERS.names(), "driver", "drivers")
+
+    @model_validator(mode="after")
+    def _fault_with_faulty(self) -> Balloon:
+        if (self.driver == FAULTY_DRIVER) != (self.fault is not None):
+            raise ValueError(f"driver {FAULTY_DRIVER} takes a fault ({{kind: ..., rate: ...}}), and only it does")
+        return self
 
     #: max_retry_count was left out: it follows the driver when ``Scenario.replace`` changes that
     _retry_count_from_driver: bool = PrivateAttr(False)
