@@ -113,7 +113,8 @@ class GuestSample:
 
 
 def stat_avg(samples: Sequence[HostSample] | Sequence[GuestSample], name: str) -> float:
-    """``Entity.StatAvg``: the mean over the retained samples that have the field; 0.0 if none has it."""
+    """``Entity.StatAvg``: the mean over the retained samples that have the field; 0.0 if none has it.
+    A true division, as MoM computes it under Python 3 (the Python 2 MoM floored the integer mean)."""
     values = [v for v in (getattr(s, name) for s in samples) if v is not None]
     return sum(values) / len(values) if values else 0.0
 
