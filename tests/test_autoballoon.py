@@ -305,3 +305,35 @@ def test_a_surplus_within_the_dead_band_moves_nothing(surplus, grown):
         duration="30s",
     )
     assert manager_writes(run(s)) == ([] if grown is None else [(10.0, "a", grown)])
+
+
+def test_a_start_takes_only_what_is_free_and_the_passes_then_claw_back_the_overshoot():
+    # A 10 GiB host at its 80 % target (2 GiB free) with two idle 2 GiB guests, floor 1 GiB.  c
+    # (1 GiB, floor = its memory) starts at 5 s: Proxmox frees nothing for a start, but 1 GiB is
+    # free, so it starts at once.  From 10 s the host uses 9 GiB: goal = -1 GiB, shared among the
+    # comfortable a, b, c: desired = 1 GiB + int(2^30 / 3000 * 1000) = 1 GiB + 357913941 bytes;
+    # c is below it (done: a shrink never grows), a and b step down 100 MiB a pass: 1948 MiB at
+    # 10 s ... 1548 MiB at 50 s (goal then -224 + 200 = -24 MiB).  At 60 s the first pass steps a
+    # and b to 1448 MiB (rest +176 MiB); the second, without the done c, wants 1 GiB + 1024 MiB / 2
+    # = 1536 MiB for each, the shrink branch moves them there (+88 MiB each), rest 0.  At 70 s
+    # the goal is 0.  d (3 GiB) asks at 75 s with 2 GiB free: start_timeout 0 fails it at once.
+    s = make_scenario(
+        domains=[
+            guest("a", "2GiB", dynamic_min="1GiB"),
+            guest("b", "2GiB", dynamic_min="1GiB"),
+            guest("c", "1GiB", start="5s"),
+            guest("d", "3GiB", start="75s"),
+        ],
+        host={"total": "10GiB", "free": "2GiB", "manager": {"kind": "autoballoon"}},
+        duration="90s",
+    )
+    r = run(s)
+    sizes = [1948, 1848, 1748, 1648, 1548, 1536]
+    assert manager_writes(r) == [(10.0 * k, v, mib * MiB) for k, mib in enumerate(sizes, 1) for v in "ab"]
+    ev = r.events[r.events["kind"].isin(["start_asked", "started", "start_failed"])]
+    assert list(zip(ev["time_s"], ev["domain"].astype(str), ev["kind"], strict=True)) == [
+        (5.0, "c", "start_asked"),
+        (5.0, "c", "started"),
+        (75.0, "d", "start_asked"),
+        (75.0, "d", "start_failed"),
+    ]
