@@ -72,3 +72,4 @@ MANAGERS = Registry("host memory manager")
 NO_MANAGER = "none"
 MANAGERS.register(NO_MANAGER, "balloonsim.managers.none:NoManager")
 MANAGERS.register("mom", "balloonsim.managers.mom:Mom")
+MANAGERS.register("squeezed", "balloonsim.managers.squeezed:Squeezed")

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, replace
-from typing import Literal, Protocol
+from typing import ClassVar, Literal, Protocol
 
 #: squeeze.ml's fistpoints: test switches that break a safeguard on purpose
 Fistpoint = Literal["DisableTwoPhaseTargetSets", "DisableInaccuracyCompensation"]
@@ -101,12 +101,16 @@ Result = Success | Failed | AdjustTargets
 
 
 class SqueezeFailure(Exception):
-    """The control loop gave up."""
+    """The control loop gave up; ``kind`` names how (the exception's name, in snake case)."""
+
+    kind: ClassVar[str]
 
 
 class CannotFreeThisMuchMemory(SqueezeFailure):
     """Even with every domain at its dynamic_min, ``required`` KiB cannot be free; ``free``
     KiB were free when the loop gave up."""
+
+    kind = "cannot_free_this_much_memory"
 
     def __init__(self, required: int, free: int):
         super().__init__(f"cannot free {required} KiB (free: {free} KiB)")
@@ -117,6 +121,8 @@ class CannotFreeThisMuchMemory(SqueezeFailure):
 class DomainsRefusedToCooperate(SqueezeFailure):
     """These domains did not move to their targets, and without them the memory cannot be freed."""
 
+    kind = "domains_refused_to_cooperate"
+
     def __init__(self, domids: Sequence[int]):
         super().__init__(f"domains refused to cooperate: {', '.join(map(str, domids))}")
         self.domids = tuple(domids)
@@ -124,7 +130,9 @@ class DomainsRefusedToCooperate(SqueezeFailure):
 
 class IterationLimit(SqueezeFailure):
     """Ours: the loop iterated ``iterations`` times without success or failure (upstream would
-    go on for ever)."""
+    go on for ever); ``required`` and ``free`` as for CannotFreeThisMuchMemory."""
+
+    kind = "iteration_limit"
 
     def __init__(self, required: int, free: int, iterations: int):
         super().__init__(f"no decision after {iterations} iterations: {free} KiB free, {required} KiB required")
@@ -432,4 +440,3 @@ def is_host_memory_unbalanced(io: SqueezeIO, settings: Settings = Settings()) ->
         return False
     current = {d.domid: d.target for d in host.domains}
     return any(a.target != current[a.domid] for a in result.actions)
-

@@ -34,17 +34,23 @@ import pandas as pd
 
 from balloonsim.kernel.fault_rules import FaultRule
 from balloonsim.managers.squeeze import (
-    CannotFreeThisMuchMemory,
     Domain,
     DomainsRefusedToCooperate,
     Host,
-    IterationLimit,
     Settings,
     SqueezeFailure,
     change_host_free_memory,
 )
 from balloonsim.scenario.squeeze_case import Outcome, SqueezeTestCase
 
+#: the five phases of a case, in order
+PHASES = (
+    "free the required memory",
+    "check it is guaranteed free",
+    "use 500 KiB of it",
+    "give the rest back",
+    "check nothing more is taken",
+)
 #: phase 3: the memory the test uses between freeing and giving back (KiB)
 CONSUMED = 500
 #: phase 4's success: at most this much left free (KiB)
@@ -201,7 +207,7 @@ def simulate(case: SqueezeTestCase) -> SqueezeTestResult:
     except HarnessFailure as failure:
         outcome, message = failure.outcome, str(failure)
     except SqueezeFailure as failure:
-        outcome, message = _outcome_of(failure), str(failure)
+        outcome, message = failure.kind, str(failure)  # type: ignore[assignment]
         blamed = failure.domids if isinstance(failure, DomainsRefusedToCooperate) else ()
     return SqueezeTestResult(
         case.name,
@@ -214,16 +220,6 @@ def simulate(case: SqueezeTestCase) -> SqueezeTestResult:
         _timeline(harness, case),
         tuple(harness.declarations),
     )
-
-
-def _outcome_of(failure: SqueezeFailure) -> Outcome:
-    if isinstance(failure, CannotFreeThisMuchMemory):
-        return "cannot_free_this_much_memory"
-    if isinstance(failure, DomainsRefusedToCooperate):
-        return "domains_refused_to_cooperate"
-    if isinstance(failure, IterationLimit):
-        return "iteration_limit"
-    raise TypeError(f"not a squeezed failure: {failure!r}")
 
 
 def _timeline(harness: Harness, case: SqueezeTestCase) -> pd.DataFrame:

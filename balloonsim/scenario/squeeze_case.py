@@ -40,6 +40,13 @@ DRIVERS: dict[str, tuple[str, ...]] = {
     "intermittently_stuck_vm": ("rate", "interval"),
 }
 DRIVER_PARAMETERS = ("rate", "floor", "ceiling", "interval")
+Driver = Literal[
+    "idealised_vm",
+    "idealised_vm_with_limit",
+    "idealised_vm_with_upper_limit",
+    "stuck_vm",
+    "intermittently_stuck_vm",
+]
 
 #: how a case ends: squeezed's failures, our loop's guard, the harness's own failures
 Outcome = Literal[
@@ -59,7 +66,11 @@ class SqueezeTestDomain(Model):
 
     domid: int = Field(ge=0, description="domain 0 alone to blame reads as 'cannot free' (CA-75568)")
     driver: Literal[
-        "idealised_vm", "idealised_vm_with_limit", "idealised_vm_with_upper_limit", "stuck_vm", "intermittently_stuck_vm"
+        "idealised_vm",
+        "idealised_vm_with_limit",
+        "idealised_vm_with_upper_limit",
+        "stuck_vm",
+        "intermittently_stuck_vm",
     ]
     can_balloon: bool = True
     dynamic_min: KiB
