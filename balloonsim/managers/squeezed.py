@@ -96,10 +96,12 @@ class XenIO:
 
     def make_host(self) -> Host:
         view = self.io.view()
-        domains = tuple(self._domain(d) for d in view.domains)
         self._names = {d.domid: d.name for d in view.domains}
+        # squeeze_xen's per-domain cache: maxmem read from Xen once, then what squeezed set (Xen
+        # keeps whole pages, so reading it back would lose the KiB squeezed wrote)
+        self._maxmems = {d.domid: self._maxmems.get(d.domid, _maxmem_of(d)) for d in view.domains}
+        domains = tuple(self._domain(d) for d in view.domains)
         self._targets = {d.domid: d.target for d in domains}
-        self._maxmems = {d.domid: d.memory_max for d in domains}
         for d in domains:  # CA-36316: lowering a maxmem towards the target is always safe
             if d.target < d.memory_max:
                 self._set_maxmem(d.domid, d.target)
@@ -108,7 +110,6 @@ class XenIO:
     def _domain(self, d: DomainView) -> Domain:
         actual = pages_to_kib(d.tot_pages)
         target = actual if d.target_kib is None else d.target_kib  # no target written: where it is
-        memory_max = max(0, pages_to_kib(d.max_pages) - MAXMEM_OFFSET_KIB)
         return Domain(
             d.domid,
             True,
@@ -116,7 +117,7 @@ class XenIO:
             target,
             pages_to_kib(d.dynamic_max_pages),
             actual,
-            memory_max,
+            self._maxmems[d.domid],
             self.inaccuracy,
         )
 
@@ -148,6 +149,11 @@ class XenIO:
             self.io.report(kind, self._names[domid], message=f"squeezed: domid {domid} {kind.replace('_', ' ')}")
 
 
+def _maxmem_of(d: DomainView) -> int:
+    """``maxmem_of_dominfo``: Xen's max_pages in KiB, less the offset squeezed adds."""
+    return max(0, pages_to_kib(d.max_pages) - MAXMEM_OFFSET_KIB)
+
+
 class Squeezed:
     """squeezed's balance thread and its reserve_memory, over the simulated host."""
 
@@ -160,11 +166,12 @@ class Squeezed:
             wait=params.wait / NS_PER_S,
             max_iterations=params.max_iterations,
         )
+        self._xen: XenIO | None = None  # one, as squeeze_xen's caches are one
         self._lock: simpy.Resource | None = None  # upstream's big_server_mutex
         self._goal_kib: int | None = None
 
     def daemon(self, io: HostIO) -> Process:
-        xen = XenIO(io, self.params)
+        xen = self._xen_io(io)
         self._aim(io, self.params.host_free_target)
         while True:
             yield io.sleep(self.params.balance_check_interval)
@@ -178,7 +185,7 @@ class Squeezed:
     def make_room(self, io: HostIO, pages: int) -> Process:
         """``reserve_memory``: free the VM's memory on top of the host's free target; False when
         squeezed gives up (a failure is reported with the domains it blames)."""
-        xen = XenIO(io, self.params)
+        xen = self._xen_io(io)
         with self._mutex(io).request() as held:
             yield held
             required = pages_to_kib(pages)
@@ -191,6 +198,11 @@ class Squeezed:
             finally:
                 self._aim(io, self.params.host_free_target)
         return True
+
+    def _xen_io(self, io: HostIO) -> XenIO:
+        if self._xen is None:
+            self._xen = XenIO(io, self.params)
+        return self._xen
 
     def _mutex(self, io: HostIO) -> simpy.Resource:
         if self._lock is None:
