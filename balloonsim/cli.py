@@ -652,10 +652,15 @@ def _seed(text: str) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file, even after one that cannot be read or used; warnings too, one line each."""
     from balloonsim.scenario import load_scenario
+    from balloonsim.scenario.squeeze_case import is_squeeze_test, load_squeeze_test
 
     status = 0
     for path in args.scenarios:
         try:
+            if is_squeeze_test(path):
+                case = load_squeeze_test(path)
+                print(f"{path}: ok (squeeze_test, {len(case.domains)} domain(s), expects {case.expect.outcome})")
+                continue
             with warnings_printed(sys.stderr):
                 s = load_scenario(path)
         except ScenarioError as err:
