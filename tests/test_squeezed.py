@@ -344,32 +344,48 @@ def test_balance_thread_sets_proportional_targets_at_its_first_check():
     assert list(goal.value) == [73728] and list(goal.time_s) == [0.0]
 
 
-def run_make_room(pages: int, until: float = 3.0):
-    sim = Simulation(squeezed_scenario(balance_check_interval="1h"))
-    room = sim.env.process(sim.manager.make_room(sim.io, pages))
-    sim.env.run(until=int(until * 1e9))
-    return sim, room
+def started_domain_run(memory: str):
+    """a and b running from t=0 as above; c (``memory``, fixed size) started at 5 s."""
+    domains = [
+        dict(PV, name="a", dynamic_min="512MiB"),
+        dict(PV, name="b", dynamic_min="768MiB"),
+        dict(PV, name="c", memory=memory, start="5s"),
+    ]
+    host = {"free": "0 pages", "manager": {"kind": "squeezed"}}
+    return Simulation(make_scenario(domains=domains, host=host, duration="30s")).run(progress=False)
 
 
-def test_make_room_frees_a_vms_memory_then_returns_true():
-    # 256 MiB = 262144 KiB + the target 73728 = 335872 required; min_freeable 524280 + 262136 = 786416;
-    # surplus 786416 - 335872 = 450544; gamma 450544 / 786432 = 0.572896...; a: 524288 +
-    # trunc(300362.67) = 824650, b: 786432 + trunc(150181.33) = 936613.  Each guest holds its target
-    # in whole pages (824648, 936612 KiB): free 223928 + 111964 = 335892 >= 335872, so the second
-    # iteration (t=1 s) sees every target reached and the same targets again: success
-    sim, room = run_make_room(65536)
-    assert room.processed and room.value is True
-    a, b = (sim.guests[i].domain for i in (0, 1))
-    assert (a.tot_pages, b.tot_pages) == (824650 // 4, 936613 // 4)
+def test_a_start_is_made_room_for_then_runs():
+    # at 5 s a and b are as built (the balance thread first looks at 10 s): 256 MiB = 262144 KiB + the
+    # target 73728 = 335872 required; min_freeable 524280 + 262136 = 786416; surplus 786416 - 335872
+    # = 450544; gamma 450544 / 786432 = 0.572896...; a: 524288 + trunc(300362.67) = 824650, b: 786432
+    # + trunc(150181.33) = 936613.  Each guest holds its target in whole pages (824648, 936612 KiB):
+    # free 223928 + 111964 = 335892 >= 335872, so the iteration at 6 s sees every target reached and
+    # the same targets again: success, c built at 6 s.  At 10 s c (range 0) changes nothing: the same
+    # surplus, 73748 + 450524 - 73728 = 450544, the same targets: balanced, no more actions
+    result = started_domain_run("256MiB")
+    ev = result.events
+    assert list(ev[ev.kind.str.startswith("start")].kind) == ["start_asked", "started"]
+    assert ev[ev.kind == "started"].time_s.item() == 6.0
+    goal = ev[ev.kind == "goal"]
+    assert list(zip(goal.time_s, goal.value, strict=True)) == [(0.0, 73728), (5.0, 335872), (6.0, 73728)]
+    tl = result.timeline
+    acted = tl[tl.cause == "manager"]
+    assert set(acted.time_s) == {5.0}
+    last = acted.groupby("domain").last()
+    assert (last.loc["a", "target_pages"], last.loc["b", "target_pages"]) == (824650 // 4, 936613 // 4)
 
 
-def test_make_room_that_cannot_be_done_returns_false():
-    # 1 GiB + 73728 = 1122304 required, more than the 786416 that can be freed: surplus 0, both to
-    # dynamic_min (131072 and 196608 pages); at t=1 s all reached and stable, 524288 + 262144 =
-    # 786432 free < 1122304: Cannot_free -> False
-    sim, room = run_make_room(262144)
-    assert room.processed and room.value is False
-    assert [g.domain.tot_pages for g in sim.guests] == [131072, 196608]
+def test_a_start_squeezed_cannot_make_room_for_fails():
+    # 1 GiB + 73728 = 1122304 required, more than the 786416 that can be freed: surplus 0, a and b to
+    # dynamic_min (524288, 786432 KiB); at 6 s all reached and stable, 524288 + 262144 = 786432 free <
+    # 1122304: Cannot_free_this_much_memory, reported less the target: 786432 - 73728 = 712704 free
+    result = started_domain_run("1GiB")
+    ev = result.events
+    assert list(ev[ev.kind.str.startswith("start")].kind) == ["start_asked", "start_failed"]
+    failed = ev[ev.kind == "cannot_free_this_much_memory"]
+    assert list(zip(failed.time_s, failed.value, strict=True)) == [(6.0, 712704)]
+    assert ev[ev.kind == "start_failed"].time_s.item() == 6.0
 
 
 def test_make_room_waits_for_the_balance_thread():
