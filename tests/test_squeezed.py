@@ -388,6 +388,26 @@ def test_a_start_squeezed_cannot_make_room_for_fails():
     assert ev[ev.kind == "start_failed"].time_s.item() == 6.0
 
 
+def test_a_stuck_guest_is_declared_stuck_and_blamed():
+    # as the first start test, with a's driver dead (driver faulty, stuck): at 5 s both are first seen
+    # (at their targets) and get 824650 and 936613; b gets there, a never moves.  Stuck strictly more
+    # than 5 s after it was first seen: not at 10 s, at 11 s (declared_stuck).  Then b alone: 111964
+    # free + 150172 freeable < 335872, surplus 0, b to dynamic_min 786432; at 12 s it is there, 262144
+    # free < 335872 and a to blame: Domains_refused_to_cooperate [a], the start fails at 12 s
+    stuck = dict(PV, name="a", dynamic_min="512MiB", balloon={"driver": "faulty", "fault": {"kind": "stuck"}})
+    domains = [stuck, dict(PV, name="b", dynamic_min="768MiB"), dict(PV, name="c", memory="256MiB", start="5s")]
+    host = {"free": "0 pages", "manager": {"kind": "squeezed"}}
+    result = Simulation(make_scenario(domains=domains, host=host, duration="12s")).run(progress=False)
+    ev = result.events
+    said = ev[ev.kind.isin(["declared_stuck", "domains_refused_to_cooperate", "blamed", "start_failed"])]
+    assert list(zip(said.time_s, said.kind, said.domain, strict=True)) == [
+        (11.0, "declared_stuck", "a"),
+        (12.0, "domains_refused_to_cooperate", "(host)"),
+        (12.0, "blamed", "a"),
+        (12.0, "start_failed", "c"),
+    ]
+
+
 def test_make_room_waits_for_the_balance_thread():
     # one lock: at 1 s the balance thread finds the host unbalanced (free 0) and holds the lock through
     # its loop: targets at 1 s, success at its next iteration, 2 s.  A start asked just after 1 s
