@@ -29,7 +29,7 @@ from balloonsim.errors import BalloonsimError, ScenarioError, SimulationError, U
 from balloonsim.units import INT64_MAX, ns_to_s, pages_to_mib, quoted
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     import pandas as pd
 
@@ -108,7 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run SCENARIO and write timeline, events, host, targets and summary tables "  # pragma: no mutate
         "as Parquet, run.json (scenario hash, seed, version) and the figures (timeline, host, "  # pragma: no mutate
         "gap heat map, summary, and the memory of the guests with workloads that suffered most) "  # pragma: no mutate
-        "as PNG into DIR.",  # pragma: no mutate
+        "as PNG into DIR.  A file whose top-level key is 'squeeze_test:' is one of squeezed's "  # pragma: no mutate
+        "own test cases instead: it runs in squeezed's simulator, prints its outcome, writes its "  # pragma: no mutate
+        "timeline, and exits 0 when the outcome is the one the case expects, 1 when it is not.",  # pragma: no mutate
     )
     p.add_argument(
         "scenario",
@@ -450,7 +452,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     from balloonsim.progress import RunProgress
     from balloonsim.results.store import TABLES, check_destination, save_result
     from balloonsim.scenario import load_scenario
+    from balloonsim.scenario.squeeze_case import is_squeeze_test
 
+    if is_squeeze_test(args.scenario):
+        return cmd_squeeze_test(args)
     with warnings_printed(sys.stderr):
         scenario = load_scenario(args.scenario)
     out = args.output or Path("results") / scenario.name
@@ -471,6 +476,48 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(render_summary(result))
     print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json{_listed(figures)})")
     return 0
+
+
+def cmd_squeeze_test(args: argparse.Namespace) -> int:
+    """``run`` of a ``squeeze_test:`` case: squeezed's own simulator; exit 0 when the case ends as it
+    expects, 1 when not."""
+    from balloonsim.managers.squeeze_test import PHASES, expected, simulate
+    from balloonsim.results.store import check_destination, save_folder
+    from balloonsim.scenario.squeeze_case import load_squeeze_test
+
+    case = load_squeeze_test(args.scenario)
+    out = args.output or Path("results") / case.name
+    check_destination(out, force=args.force)
+    result = simulate(case)
+    ok = expected(case, result)
+    where = "" if result.outcome == "success" else f", in phase {result.phase} ({PHASES[result.phase - 1]})"
+    print(f"squeeze_test {case.name}: {result.outcome}{_blamed(result.domains)} at {result.time_s:g} s{where}")
+    if result.message:
+        print(f"  {result.message}")
+    print(f"host free at the end: {result.host_free_kib} KiB")
+    verdict = "as expected" if ok else "NOT AS EXPECTED"
+    print(f"expected: {case.expect.outcome}{_blamed(case.expect.domains or ())}: {verdict}")
+    run = {
+        "squeeze_test": case.name,
+        "balloonsim_version": __version__,
+        "outcome": result.outcome,
+        "blamed": list(result.domains),
+        "time_s": result.time_s,
+        "host_free_kib": result.host_free_kib,
+        "as_expected": ok,
+        "scenario_definition": case.model_dump(mode="json"),
+    }
+
+    def write(tmp: Path) -> None:
+        result.timeline.to_parquet(tmp / "timeline.parquet", index=False)
+
+    save_folder(out, write, run, force=args.force)
+    print(f"\nwrote {out}/ (timeline.parquet: time, host free, each domain's actual and target, KiB; run.json)")
+    return 0 if ok else 1
+
+
+def _blamed(domids: Sequence[int]) -> str:
+    return f" (domains {', '.join(map(str, domids))})" if domids else ""
 
 
 def _other_result(folder: Path, result: Path) -> bool:
@@ -605,10 +652,15 @@ def _seed(text: str) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file, even after one that cannot be read or used; warnings too, one line each."""
     from balloonsim.scenario import load_scenario
+    from balloonsim.scenario.squeeze_case import is_squeeze_test, load_squeeze_test
 
     status = 0
     for path in args.scenarios:
         try:
+            if is_squeeze_test(path):
+                case = load_squeeze_test(path)
+                print(f"{path}: ok (squeeze_test, {len(case.domains)} domain(s), expects {case.expect.outcome})")
+                continue
             with warnings_printed(sys.stderr):
                 s = load_scenario(path)
         except ScenarioError as err:

@@ -73,3 +73,4 @@ NO_MANAGER = "none"
 MANAGERS.register(NO_MANAGER, "balloonsim.managers.none:NoManager")
 MANAGERS.register("autoballoon", "balloonsim.managers.autoballoon:AutoBalloon")
 MANAGERS.register("mom", "balloonsim.managers.mom:Mom")
+MANAGERS.register("squeezed", "balloonsim.managers.squeezed:Squeezed")

@@ -10,6 +10,7 @@ integer nanoseconds, because float seconds drift and reorder events (ten
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from fractions import Fraction
 
 PAGE_SHIFT = 12
@@ -167,15 +168,27 @@ RATE_HELP = "a rate such as '1GiB/s', '200MiB/s' or '50000 pages/s'"
 
 def parse_rate_pages(text: str | int) -> int:
     """Read a rate of memory per second ('1GiB/s'); return whole pages per second."""
+    return _parse_rate(text, lambda size: parse_pages(size, bare="pages"), RATE_HELP)
+
+
+KIB_RATE_HELP = "a rate such as '100KiB/s' or '2MiB/s'"
+
+
+def parse_rate_kib(text: str | int) -> int:
+    """Read a rate of memory per second ('100KiB/s'); return whole KiB per second."""
+    return _parse_rate(text, parse_kib, KIB_RATE_HELP)
+
+
+def _parse_rate(text: str | int, parse_size: Callable[[str], int], help_text: str) -> int:
     if isinstance(text, bool) or not isinstance(text, str):
-        raise UnitError(f"{quoted(text)} is not {RATE_HELP}")
+        raise UnitError(f"{quoted(text)} is not {help_text}")
     size, slash, per = text.partition("/")
     if not slash or per.strip() != "s":
-        raise UnitError(f"{quoted(text)} is not {RATE_HELP}")
+        raise UnitError(f"{quoted(text)} is not {help_text}")
     try:
-        return parse_pages(size.strip(), bare="pages")
+        return parse_size(size.strip())
     except UnitError as err:
-        raise UnitError(f"{quoted(text)}: {err}; expected {RATE_HELP}") from None
+        raise UnitError(f"{quoted(text)}: {err}; expected {help_text}") from None
 
 
 def pages_to_kib(pages: int) -> int:

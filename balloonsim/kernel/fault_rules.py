@@ -7,7 +7,7 @@ dead driver, a driver that stalls every other interval).  These are its rules,
 in whatever integer unit the caller uses (KiB in ``managers.squeeze_test``,
 pages in a simulator's fault driver) and float seconds, computed as upstream
 computes them: ``trunc(dt * rate)`` of IEEE doubles, so a step of 0.1 s at 100
-KiB/s is often 9, not 10 (0.2 - 0.1 = 0.09999999999999999...).
+KiB/s is often 9, not 10 (0.3 - 0.2 = 0.09999999999999998).
 
 Each rule gives the signed change of ``actual`` for one update:
 ``rule.delta(target, actual, inaccuracy, t_prev, dt)``, ``t_prev`` the time of

@@ -50,13 +50,13 @@ def parse_scenario(
     try:
         scenario = Scenario.model_validate(data, context={"base_dir": base_dir or Path.cwd(), WARNINGS: found})
     except InvalidScenario as err:
-        raise ScenarioError(_in_line_order(doc, filename, err.issues)) from None
-    for message in _in_line_order(doc, filename, [(loc, f"warning: {m}") for loc, m in found]):
+        raise ScenarioError(in_line_order(doc, filename, err.issues)) from None
+    for message in in_line_order(doc, filename, [(loc, f"warning: {m}") for loc, m in found]):
         warnings.warn(ScenarioWarning(message), stacklevel=2)
     return scenario
 
 
-def _in_line_order(doc: CommentedMap, filename: str, issues: list[tuple[Loc, str]]) -> list[str]:
+def in_line_order(doc: CommentedMap, filename: str, issues: list[tuple[Loc, str]]) -> list[str]:
     """``file:line: path: message`` for each issue, by line, each message once."""
     lines = sorted(((line_of(doc, loc), loc, message) for loc, message in issues), key=lambda p: p[0])
     return list(dict.fromkeys(f"{filename}:{line}: {dotted(loc)}: {message}" for line, loc, message in lines))

@@ -50,6 +50,7 @@ _page_count = _non_negative(lambda v: units.parse_pages(v, bare="pages"))
 _kib = _non_negative(units.parse_kib)
 _time = _non_negative(units.parse_time_ns)
 _rate = _non_negative(units.parse_rate_pages)
+_rate_kib = _non_negative(units.parse_rate_kib)
 
 _as_pages = PlainSerializer(_pages_text, return_type=str)
 
@@ -70,3 +71,5 @@ KiBOrAbsent = Annotated[
 Nanoseconds = Annotated[int, BeforeValidator(_time), PlainSerializer(units.format_ns, return_type=str)]
 #: A rate of memory per second ("1GiB/s", "5000 pages/s"), stored as pages per second.
 PagesPerSecond = Annotated[int, BeforeValidator(_rate), PlainSerializer(lambda v: f"{v} pages/s", return_type=str)]
+#: A rate of memory per second ("100KiB/s"), stored as KiB per second.
+KiBPerSecond = Annotated[int, BeforeValidator(_rate_kib), PlainSerializer(lambda v: f"{v}KiB/s", return_type=str)]
