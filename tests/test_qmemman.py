@@ -9,7 +9,11 @@ id: mem_used / mem_max / mem_actual (= mem_current), in MB.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
+from balloonsim.engine import Simulation
 from balloonsim.managers.qmemman import (
+    Constants,
     DomainState,
     balance,
     balance_when_enough_mem,
@@ -18,6 +22,10 @@ from balloonsim.managers.qmemman import (
     pref_mem,
     sanitize_and_parse_meminfo,
 )
+from balloonsim.managers.qmemman_daemon import balance_is_significant, meminfo_publishes, qmemman_id
+from conftest import GiB, MiB, make_scenario
+
+S = 1_000_000_000
 
 
 def MB(x: float) -> int:
@@ -132,3 +140,190 @@ def test_250_balance_low_on_memory():
     # low branch; donors "1", "2" (at its maximum), "5"; "2" yields 0 < 10 MB and is skipped;
     # 50 - 204.8 - 102.4 < 0, so only the donors' requests, each at its preference
     assert result == [("1", 1395864371), ("5", 697932185)]
+
+
+# -- the guests' meminfo-writer and do_balance's significance test ------------------------------
+
+
+def test_meminfo_writer_publishes_its_first_sample_and_moves_over_30000_kib():
+    assert meminfo_publishes(1000, 0, 400_000, 30000)  # first sample (prev_used_mem 0): any value
+    assert not meminfo_publishes(130_000, 100_000, 400_000, 30000)  # |Δ| = 30000: not more than it
+    assert meminfo_publishes(130_001, 100_000, 400_000, 30000)
+    assert meminfo_publishes(69_999, 100_000, 400_000, 30000)  # falling counts too
+    assert not meminfo_publishes(-1, 100_000, 400_000, 30000)  # a negative use is never written
+
+
+def test_meminfo_writer_reports_smaller_growth_above_10_13_of_memtotal():
+    # MemTotal 1000000 KiB: (1000000 + 12) // 13 = 76924, so "high" is used // 10 > 76924, i.e. used >= 769250
+    assert meminfo_publishes(775_001, 760_000, 1_000_000, 30000)  # +15001 > 30000 // 2, and high
+    assert not meminfo_publishes(775_000, 760_000, 1_000_000, 30000)  # +15000: not more than half
+    assert not meminfo_publishes(744_999, 760_000, 1_000_000, 30000)  # -15001: only growth counts
+    assert not meminfo_publishes(769_249, 754_000, 1_000_000, 30000)  # +15249, but 76924 is not > 76924
+    assert meminfo_publishes(769_250, 754_000, 1_000_000, 30000)  # 76925 > 76924
+
+
+def significant(requests, xen_free_mib, **doms):
+    return balance_is_significant(requests, MB(xen_free_mib), doms, MB(50), Constants())
+
+
+def test_a_balance_is_acted_on_when_xen_is_more_than_15_mib_short_of_its_reserve():
+    assert significant([], 34)  # 50 - 34 = 16 > 15 MiB
+    assert not significant([], 35)  # 15 MiB short, and |35 - 50| = 15 MiB moved < 150 MiB
+
+
+def test_a_balance_is_acted_on_when_a_domain_below_its_preference_grows_by_more_than_15_mib():
+    # used 300 MiB: preference 390 MiB; last target 300 MiB, below it
+    d = DomainState("1", mem_used=MB(300), mem_max=MB(4000), mem_actual=MB(300), last_target=MB(300))
+    assert significant([("1", MB(316))], 50, **{"1": d})  # +16 MiB
+    assert not significant([("1", MB(315))], 50, **{"1": d})  # +15 MiB, and 15 MiB moved in all
+    d.last_target = 0  # no target set yet: the rule needs 0 < last_target
+    assert not significant([("1", MB(100))], 50, **{"1": d})  # and 100 MiB moved < 150 MiB
+
+
+def test_a_balance_is_acted_on_when_more_than_150_mib_moves():
+    # both at or above their preference (used 100 MiB: 200 MiB floor), so only the total counts
+    a = DomainState("1", mem_used=MB(100), mem_max=MB(4000), mem_actual=MB(1000), last_target=MB(1000))
+    b = DomainState("2", mem_used=MB(100), mem_max=MB(4000), mem_actual=MB(1000), last_target=MB(1000))
+    assert significant([("1", MB(900)), ("2", MB(1050))], 51, **{"1": a, "2": b})  # 100 + 50 + |51 - 50| MiB
+    assert not significant([("1", MB(900)), ("2", MB(1050))], 50, **{"1": a, "2": b})  # exactly 150 MiB
+
+
+def test_dom0_is_the_initial_domain():
+    # qmemman keys domains by domid; dom0 (domid "0") prefers its use * 1.3 + 350 MiB, no 200 MiB floor
+    view = SimpleNamespace(domid=1, initial_domain=True)
+    assert qmemman_id(view) == "0"
+    assert qmemman_id(SimpleNamespace(domid=3, initial_domain=False)) == "3"
+    d = DomainState(qmemman_id(view), mem_used=MB(10), mem_max=MB(4096))
+    assert pref_mem(d) == MB(13 + 350)
+
+
+# -- the daemon in a simulation ----------------------------------------------------------------------
+#
+# Two PV guests of 400 MiB with static-max 2000 MiB on a 4 GiB host; each kernel uses 100 MiB and
+# no reclaimable slab, and a program holds 200 MiB in "a", 50 MiB in "b": meminfo-writer's used
+# memory is 300 MiB and 150 MiB (MemTotal - MemFree - Cached), so the preferred sizes are
+# int(300 MiB * 1.3) = 390 MiB and max(150 MiB * 1.3, 200 MiB) = 200 MiB.  (PV: a PVH guest would
+# be built with PoD, whose target qmemman's mem-set also sets and no manager action can yet.)
+
+
+def desktop(costs: object = "none", duration: str = "3s") -> Simulation:
+    def guest(name: str, anon: str) -> dict:
+        return {
+            "name": name,
+            "type": "pv",
+            "memory": "400MiB",
+            "static_max": "2000MiB",
+            "costs": costs,
+            "kernel": {"used_at_boot": "100MiB", "slab_reclaimable": 0},
+            "workloads": [{"name": "app", "constant": {"anon": anon}}],
+        }
+
+    host = {"total": "4GiB", "manager": {"kind": "qmemman"}}
+    return Simulation(make_scenario(duration=duration, domains=[guest("a", "200MiB"), guest("b", "50MiB")], host=host))
+
+
+def manager_rows(result, domain: str) -> list[tuple[float, int, int]]:
+    tl = result.domain(domain)
+    rows = tl[tl["cause"] == "manager"]
+    return list(zip(rows["time_s"], rows["max_pages"], rows["target_pages"], strict=True))
+
+
+def kinds(result) -> list[tuple[float, str, int, int]]:
+    ev = result.events
+    return list(zip(ev["time_s"], ev["kind"].astype(str), ev["pages"], ev["value"], strict=True))
+
+
+MAX_2000 = (2000 * 1024 + 1024) // 4  # mem_set(2000 MiB): Xen maxmem 2048000 + 1024 KiB = 512256 pages
+TARGET_2000 = (2000 * 1024 - 16 * 1024) // 4  # memory/target 2048000 - 16384 KiB = 507904 pages
+
+
+def test_the_first_meminfo_publishes_give_each_guest_its_share_at_once():
+    r = desktop().run(progress=False)
+    # t=0: both writers publish their first sample; the watcher sees the domains appear (nothing to
+    # balance without meminfo), then "a" alone: Xen free 4096 - 800 = 3296 MiB, less 1/1.00781 for
+    # Xen's overhead, ~3270 MiB; a balance of ~3220 MiB for one domain that prefers 390 MiB: the
+    # enough-memory branch, 0.999 * (390 + ~3230) MiB > 2000 MiB, capped at static-max: mem_set(a,
+    # 2000 MiB).  Then "b": "a" is promised 1600 MiB it has not taken, so ~1670 MiB are free; "a"
+    # (2000 MiB held) and "b" (400) both above their preference: total_available ~1620 + 1610 + 200
+    # MiB; "a" gets 0.999 * (390 + 390 / 590 * ~3430) > 2000 -> 2000 MiB, "b" 0.999 * (200 + 200 /
+    # 590 * ~3430) ~1362 MiB, plus what "a"'s cap left (~655 MiB) -> capped at 2000 MiB; both
+    # requests in dict order, "a" first; 1600 MiB moved, significant.  Each mem_set is Xen's maxmem,
+    # then memory/target, one timeline row each.
+    assert manager_rows(r, "a") == [
+        (0.0, MAX_2000, 102400),
+        (0.0, MAX_2000, TARGET_2000),
+        (0.0, MAX_2000, TARGET_2000),  # again, in b's balance
+        (0.0, MAX_2000, TARGET_2000),
+    ]
+    assert manager_rows(r, "b") == [(0.0, MAX_2000, 102400), (0.0, MAX_2000, TARGET_2000)]
+    # the guests' use never moves again (growing MemTotal grows MemFree alike): no more writes
+    assert kinds(r) == [(0.0, "goal", 50 * 256, -1)]
+
+
+def start(sim: Simulation, at_ns: int, pages: int, outcome: list) -> None:
+    """A VM start asking qmemman for ``pages`` at ``at_ns`` (what the engine does at a domain's start)."""
+
+    def request():
+        yield sim.io.sleep(at_ns)
+        ok = yield from sim.manager.make_room(sim.io, pages)
+        outcome.append((ok, sim.env.now))
+
+    sim.env.process(request())
+
+
+def balloon_targets(size: int, held: list[tuple[int, int]], free: int) -> list[int]:
+    """balloon(size + 50 MiB - free) over donors of (mem_actual, preference), by hand: bytes."""
+    offers = [actual - pref for actual, pref in held]
+    scale = 1.0 * (size + MB(50) - free) / sum(offers)
+    return [int(actual - offer * scale * 1.05) for (actual, _), offer in zip(held, offers, strict=True)]
+
+
+def test_a_start_that_the_guests_can_make_room_for_succeeds_a_balloon_delay_later():
+    sim = desktop()
+    outcome: list = []
+    start(sim, 2 * S, 400 * MiB, outcome)  # 400 MiB
+    r = sim.run(progress=False)
+    # at 2 s both guests hold 507904 pages (1984 MiB) and Xen has 4096 - 2 * 1984 = 128 MiB free:
+    # qmemman counts int(128 MiB / 1.00781) less the 16 MiB each guest was promised and has not
+    # taken (last_target 2000 MiB, tot_pages 1984 MiB): ~95 MiB, short of 400 + 25 MiB
+    free = int(131072 * 1024 * (1.0 / 1.00781)) - 2 * MB(16)
+    assert free < MB(425)
+    held = [(MB(2000), int(300 * MB(1) * 1.3)), (MB(2000), MB(200))]
+    a, b = balloon_targets(MB(400), held, free)
+    written = [((int(t / 1024) + 1024) // 4, int(t / 1024 - 16384) // 4) for t in (a, b)]
+    assert [row[1:] for row in manager_rows(r, "a")[-2:]] == [(written[0][0], TARGET_2000), written[0]]
+    assert [row[1:] for row in manager_rows(r, "b")[-2:]] == [(written[1][0], TARGET_2000), written[1]]
+    assert manager_rows(r, "a")[-1][0] == 2.0
+    # free of cost, the guests give it back at once: at 2.1 s qmemman counts ~95 + 1.05 * 355 MiB
+    # (less Xen's overhead) >= 425 MiB, and the start succeeds
+    assert outcome == [(True, 2_100_000_000)]
+    assert kinds(r) == [
+        (0.0, "goal", 50 * 256, -1),
+        (2.0, "goal", 450 * 256, -1),  # the start's 400 MiB and the 50 MiB qmemman keeps free
+        (2.1, "goal", 50 * 256, -1),
+        (2.1, "do_balloon", 400 * MiB, 1),
+    ]
+
+
+def test_a_start_the_guests_are_too_slow_for_fails_after_3_seconds():
+    # each page a guest gives back costs Xen 200 us: each guest frees ~5000 pages (~19.5 MiB) a
+    # second, the two ~40 MiB/s, short of do_balloon's 100 MiB/s; 1 GiB would take them ~26 s
+    sim = desktop({"profile": "none", "xen_page_out": "200us"}, duration="8s")
+    outcome: list = []
+    start(sim, 2 * S, GiB, outcome)
+    r = sim.run(progress=False)
+    # do_balloon checks at its 30th iteration (3 s / 0.1 s) against the free memory 30 iterations before
+    assert outcome == [(False, 5 * S)]
+    ev = r.events
+    failed = ev[ev["kind"] == "do_balloon"]
+    assert list(failed["time_s"]) == [5.0] and list(failed["value"]) == [0]
+    (message,) = failed["message"]
+    assert message.startswith("FAIL after 3s: freed ") and message.endswith(" MiB in the last 3s, less than 300 MiB")
+    # what qmemman counts as freed: each guest gives back 512-page batches (decrease_reservation's
+    # frame_list), each 512 * 200 us = 102.4 ms of Xen's time, the first at once: 30 batches from
+    # 2 s to 5 s, 2 * 30 * 512 pages = 120 MiB, 119.07 MiB after Xen's overhead; and the 2 * 16 MiB
+    # promised at the first check are no longer promised (the targets are below what the guests hold)
+    assert int(message.split()[4]) == int(120 / 1.00781 + 32)  # 151
+    assert "no_progress" not in set(ev["kind"].astype(str))  # each moved between two requests
+    # the goal went back to the 50 MiB reserve when the start gave up
+    assert kinds(r)[-2] == (5.0, "goal", 50 * 256, -1)
