@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 
-from balloonsim.engine import Simulation
 from balloonsim.managers.qmemman import (
     Constants,
     DomainState,
@@ -23,7 +22,7 @@ from balloonsim.managers.qmemman import (
     sanitize_and_parse_meminfo,
 )
 from balloonsim.managers.qmemman_daemon import balance_is_significant, meminfo_publishes, qmemman_id
-from conftest import GiB, MiB, make_scenario
+from conftest import GiB, MiB, make_scenario, run
 
 S = 1_000_000_000
 
@@ -206,7 +205,9 @@ def test_dom0_is_the_initial_domain():
 # be built with PoD, whose target qmemman's mem-set also sets and no manager action can yet.)
 
 
-def desktop(costs: object = "none", duration: str = "3s") -> Simulation:
+def desktop(costs: object = "none", duration: str = "3s", start: dict | None = None):
+    """ "a" and "b" (below), and the domain ``start`` describes, started during the run."""
+
     def guest(name: str, anon: str) -> dict:
         return {
             "name": name,
@@ -218,8 +219,12 @@ def desktop(costs: object = "none", duration: str = "3s") -> Simulation:
             "workloads": [{"name": "app", "constant": {"anon": anon}}],
         }
 
-    host = {"total": "4GiB", "manager": {"kind": "qmemman"}}
-    return Simulation(make_scenario(duration=duration, domains=[guest("a", "200MiB"), guest("b", "50MiB")], host=host))
+    domains = [guest("a", "200MiB"), guest("b", "50MiB")]
+    if start is not None:
+        domains.append({**guest("c", "100MiB"), **start})
+    return run(
+        make_scenario(duration=duration, domains=domains, host={"total": "4GiB", "manager": {"kind": "qmemman"}})
+    )
 
 
 def manager_rows(result, domain: str) -> list[tuple[float, int, int]]:
@@ -238,7 +243,7 @@ TARGET_2000 = (2000 * 1024 - 16 * 1024) // 4  # memory/target 2048000 - 16384 Ki
 
 
 def test_the_first_meminfo_publishes_give_each_guest_its_share_at_once():
-    r = desktop().run(progress=False)
+    r = desktop()
     # t=0: both writers publish their first sample; the watcher sees the domains appear (nothing to
     # balance without meminfo), then "a" alone: Xen free 4096 - 800 = 3296 MiB, less 1/1.00781 for
     # Xen's overhead, ~3270 MiB; a balance of ~3220 MiB for one domain that prefers 390 MiB: the
@@ -260,17 +265,6 @@ def test_the_first_meminfo_publishes_give_each_guest_its_share_at_once():
     assert kinds(r) == [(0.0, "goal", 50 * 256, -1)]
 
 
-def start(sim: Simulation, at_ns: int, pages: int, outcome: list) -> None:
-    """A VM start asking qmemman for ``pages`` at ``at_ns`` (what the engine does at a domain's start)."""
-
-    def request():
-        yield sim.io.sleep(at_ns)
-        ok = yield from sim.manager.make_room(sim.io, pages)
-        outcome.append((ok, sim.env.now))
-
-    sim.env.process(request())
-
-
 def balloon_targets(size: int, held: list[tuple[int, int]], free: int) -> list[int]:
     """balloon(size + 50 MiB - free) over donors of (mem_actual, preference), by hand: bytes."""
     offers = [actual - pref for actual, pref in held]
@@ -279,10 +273,7 @@ def balloon_targets(size: int, held: list[tuple[int, int]], free: int) -> list[i
 
 
 def test_a_start_that_the_guests_can_make_room_for_succeeds_a_balloon_delay_later():
-    sim = desktop()
-    outcome: list = []
-    start(sim, 2 * S, 400 * MiB, outcome)  # 400 MiB
-    r = sim.run(progress=False)
+    r = desktop(start={"start": "2s", "memory": "400MiB"})  # "c" starts at 2 s
     # at 2 s both guests hold 507904 pages (1984 MiB) and Xen has 4096 - 2 * 1984 = 128 MiB free:
     # qmemman counts int(128 MiB / 1.00781) less the 16 MiB each guest was promised and has not
     # taken (last_target 2000 MiB, tot_pages 1984 MiB): ~95 MiB, short of 400 + 25 MiB
@@ -291,39 +282,38 @@ def test_a_start_that_the_guests_can_make_room_for_succeeds_a_balloon_delay_late
     held = [(MB(2000), int(300 * MB(1) * 1.3)), (MB(2000), MB(200))]
     a, b = balloon_targets(MB(400), held, free)
     written = [((int(t / 1024) + 1024) // 4, int(t / 1024 - 16384) // 4) for t in (a, b)]
-    assert [row[1:] for row in manager_rows(r, "a")[-2:]] == [(written[0][0], TARGET_2000), written[0]]
-    assert [row[1:] for row in manager_rows(r, "b")[-2:]] == [(written[1][0], TARGET_2000), written[1]]
-    assert manager_rows(r, "a")[-1][0] == 2.0
+    assert manager_rows(r, "a")[4:6] == [(2.0, written[0][0], TARGET_2000), (2.0, *written[0])]
+    assert manager_rows(r, "b")[2:4] == [(2.0, written[1][0], TARGET_2000), (2.0, *written[1])]
     # free of cost, the guests give it back at once: at 2.1 s qmemman counts ~95 + 1.05 * 355 MiB
-    # (less Xen's overhead) >= 425 MiB, and the start succeeds
-    assert outcome == [(True, 2_100_000_000)]
-    assert kinds(r) == [
+    # (less Xen's overhead) >= 425 MiB, and "c" is built
+    assert kinds(r)[:6] == [
         (0.0, "goal", 50 * 256, -1),
+        (2.0, "start_asked", 400 * MiB, -1),
         (2.0, "goal", 450 * 256, -1),  # the start's 400 MiB and the 50 MiB qmemman keeps free
         (2.1, "goal", 50 * 256, -1),
         (2.1, "do_balloon", 400 * MiB, 1),
+        (2.1, "started", 400 * MiB, 100_000_000),
     ]
 
 
 def test_a_start_the_guests_are_too_slow_for_fails_after_3_seconds():
     # each page a guest gives back costs Xen 200 us: each guest frees ~5000 pages (~19.5 MiB) a
-    # second, the two ~40 MiB/s, short of do_balloon's 100 MiB/s; 1 GiB would take them ~26 s
-    sim = desktop({"profile": "none", "xen_page_out": "200us"}, duration="8s")
-    outcome: list = []
-    start(sim, 2 * S, GiB, outcome)
-    r = sim.run(progress=False)
-    # do_balloon checks at its 30th iteration (3 s / 0.1 s) against the free memory 30 iterations before
-    assert outcome == [(False, 5 * S)]
-    ev = r.events
-    failed = ev[ev["kind"] == "do_balloon"]
-    assert list(failed["time_s"]) == [5.0] and list(failed["value"]) == [0]
-    (message,) = failed["message"]
-    assert message.startswith("FAIL after 3s: freed ") and message.endswith(" MiB in the last 3s, less than 300 MiB")
+    # second, the two ~40 MiB/s, short of do_balloon's 100 MiB/s; "c"'s 1 GiB would take ~26 s
+    r = desktop({"profile": "none", "xen_page_out": "200us"}, "8s", start={"start": "2s", "memory": "1GiB"})
+    # do_balloon checks at its 30th iteration (3 s / 0.1 s) against the free memory 30 iterations
+    # before, and gives up; the goal goes back to the 50 MiB reserve
+    assert kinds(r) == [
+        (0.0, "goal", 50 * 256, -1),
+        (2.0, "start_asked", GiB, -1),
+        (2.0, "goal", (1024 + 50) * 256, -1),
+        (5.0, "goal", 50 * 256, -1),
+        (5.0, "do_balloon", GiB, 0),
+        (5.0, "start_failed", GiB, 3 * S),
+    ]
+    (message,) = r.events[r.events["kind"] == "do_balloon"]["message"]
     # what qmemman counts as freed: each guest gives back 512-page batches (decrease_reservation's
     # frame_list), each 512 * 200 us = 102.4 ms of Xen's time, the first at once: 30 batches from
     # 2 s to 5 s, 2 * 30 * 512 pages = 120 MiB, 119.07 MiB after Xen's overhead; and the 2 * 16 MiB
     # promised at the first check are no longer promised (the targets are below what the guests hold)
-    assert int(message.split()[4]) == int(120 / 1.00781 + 32)  # 151
-    assert "no_progress" not in set(ev["kind"].astype(str))  # each moved between two requests
-    # the goal went back to the 50 MiB reserve when the start gave up
-    assert kinds(r)[-2] == (5.0, "goal", 50 * 256, -1)
+    assert message == f"FAIL after 3s: freed {int(120 / 1.00781 + 32)} MiB in the last 3s, less than 300 MiB"
+    assert "c" not in set(r.timeline["domain"].astype(str))  # never built

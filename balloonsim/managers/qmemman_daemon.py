@@ -89,6 +89,7 @@ class QmemmanParams(ManagerParams):
     check_rate: PagesPerSecond = Field("100MiB/s", description="see check_period")
     meminfo_threshold: KiB = Field(
         "30000KiB",
+        gt=0,
         description="meminfo-writer's threshold: a guest reports its use when it moved by more than this (or "
         "grew by more than half of it while above 10/13 of MemTotal)",
     )
@@ -129,7 +130,11 @@ def balance_is_significant(
 
 
 def qmemman_id(d: DomainView) -> str:
-    """The domain's key in qmemman's records: its domid, "0" for dom0 (the initial domain)."""
+    """The domain's key in qmemman's records: its domid, "0" for dom0.
+
+    balloonsim's Xen numbers the simulated domains from 1 (dom0 itself is the host's "other"
+    memory), so the domain marked ``initial_domain`` stands for dom0.  ``DomainView`` does not say
+    which that is yet: until it does, no domain gets dom0's rule."""
     return "0" if getattr(d, "initial_domain", False) else str(d.domid)
 
 
@@ -168,7 +173,7 @@ class Qmemman:
         while True:
             view = io.view()
             names = [d.name for d in view.domains]
-            if names != watched:  # @introduceDomain / @releaseDomain
+            if names != watched:  # @introduceDomain / @releaseDomain, seen at the next sample
                 watched = names
                 self._watches.put(None)
             for d in view.domains:
@@ -303,9 +308,11 @@ class Qmemman:
             if dom.mem_actual > dom.last_target + self.free_left / 4:
                 stuck = before[qid] == dom.mem_actual
                 kind = "no_progress" if stuck else "slow_memset_react"
-                setattr(dom, kind, True)
-                what = "did not react to" if stuck else "still holds more than"
-                io.report(kind, self.names[qid], dom.mem_actual // PAGE_SIZE, target // PAGE_SIZE, f"{what} its target")
+                if not getattr(dom, kind):  # an event when the mark is set, not while it stays
+                    setattr(dom, kind, True)
+                    what = "did not react to" if stuck else "still holds more than"
+                    pages = dom.mem_actual // PAGE_SIZE
+                    io.report(kind, self.names[qid], pages, target // PAGE_SIZE, f"{what} its target")
 
     def _do_balloon(self, io: HostIO, size: int) -> Process:
         """do_balloon: ask the donors for ``size`` bytes (and the 50 MiB reserve) every balloon_delay;
