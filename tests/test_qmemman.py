@@ -141,6 +141,36 @@ def test_250_balance_low_on_memory():
     assert result == [("1", 1395864371), ("5", 697932185)]
 
 
+# -- the branches upstream's cases leave open, by hand ------------------------------------------------
+
+
+def test_enough_memory_lists_the_domains_that_shrink_before_those_that_grow():
+    # "2" uses 1000 MiB (prefers 1300) and holds 1300; "1" uses 100 (prefers the 200 MiB floor) and
+    # holds 1000: needs 0 and -800 MiB, so 100 MiB free leaves 900 MiB to share: "1" gets 0.999 *
+    # (200 + 200 / 1500 * 900) = 319.68 MiB (it shrinks), "2" 0.999 * (1300 + 1300 / 1500 * 900) =
+    # 2077.92 MiB; "1" comes first though "2" is first in the dict
+    domains = {"2": dom("2", 1000, 4000, 1300), "1": dom("1", 100, 4000, 1000)}
+    shrink = int(0.999 * (MB(200) + 1.0 * MB(200) / (MB(200) + MB(1300)) * MB(900)))
+    grow = int(0.999 * (MB(1300) + 1.0 * MB(1300) / (MB(200) + MB(1300)) * MB(900)))
+    assert MB(319.6) < shrink < MB(319.7) and MB(2077.9) < grow < MB(2078)
+    assert balance(MB(100), domains) == [("1", shrink), ("2", grow)]
+
+
+def test_low_memory_skips_donors_with_less_than_10_mib_to_spare_and_shares_what_is_left():
+    # preferences 200, 200 and 1300 MiB; needs -5 ("1", skipped: under 10 MiB), -100 ("2") and +800
+    # ("3"): 695 MiB more than is free, the low branch
+    domains = {"1": dom("1", 100, 4000, 205), "2": dom("2", 100, 4000, 300), "3": dom("3", 1000, 4000, 500)}
+    # no free memory: 0 - 100 < 0, so only "2"'s request, at its preference
+    assert balance(0, domains) == [("2", MB(200))]
+    # 200 MiB free: 200 - 100 = 100 MiB left for the one acceptor, 0.999 * (500 + 100) MiB
+    assert balance(MB(200), domains) == [
+        ("2", MB(200)),
+        ("3", int(0.999 * (MB(500) + 1.0 * MB(1300) / MB(1300) * MB(100)))),
+    ]
+    domains["1"] = dom("1", 100, 4000, 210)  # 10 MiB to spare: asked too
+    assert balance(0, domains) == [("1", MB(200)), ("2", MB(200))]
+
+
 # -- the guests' meminfo-writer and do_balance's significance test ------------------------------
 
 
@@ -317,3 +347,17 @@ def test_a_start_the_guests_are_too_slow_for_fails_after_3_seconds():
     # promised at the first check are no longer promised (the targets are below what the guests hold)
     assert message == f"FAIL after 3s: freed {int(120 / 1.00781 + 32)} MiB in the last 3s, less than 300 MiB"
     assert "c" not in set(r.timeline["domain"].astype(str))  # never built
+
+
+def test_a_start_that_xen_could_hold_but_not_with_25_mib_to_spare_still_asks_the_guests():
+    # at 2 s qmemman counts ~95 MiB free (as above): "c"'s 80 MiB fit, but not with the 25 MiB
+    # margin, so do_balloon asks the guests for 80 + 50 - 95 MiB and succeeds at the next check
+    small = {"kernel": {"used_at_boot": "20MiB", "slab_reclaimable": 0}, "workloads": []}
+    r = desktop(start={"start": "2s", "memory": "80MiB", **small})
+    free = int(131072 * 1024 * (1.0 / 1.00781)) - 2 * MB(16)
+    assert MB(80) <= free < MB(80 + 25)
+    assert [k for k in kinds(r) if k[1] in ("do_balloon", "started")] == [
+        (2.1, "do_balloon", 80 * MiB, 1),
+        (2.1, "started", 80 * MiB, 100_000_000),
+    ]
+    assert manager_rows(r, "a")[4][0] == 2.0  # "a" was asked at 2 s
