@@ -361,3 +361,26 @@ def test_a_start_that_xen_could_hold_but_not_with_25_mib_to_spare_still_asks_the
         (2.1, "started", 80 * MiB, 100_000_000),
     ]
     assert manager_rows(r, "a")[4][0] == 2.0  # "a" was asked at 2 s
+
+
+def test_a_pvh_guests_mem_set_also_sizes_its_pod_cache():
+    # A PVH AppVM as Qubes builds them: memory 400 MiB below static-max 2000 MiB, so populate-on-demand
+    # with a cache of 400 MiB (102400 pages).  qmemman's first mem_set(2000 MiB) at t=0 sets Xen's
+    # maxmem to 2001 MiB, then the PoD target to 2000 MiB = 512000 pages: p2m_pod_set_mem_target grows
+    # the cache to the target less the pages really populated, as far as maxmem allows: tot_pages
+    # then 512000 pages, 1 MiB under maxmem.  Without that PoD target the cache would stay at 400 MiB
+    # and the guest would crash (out of PoD memory) once it touched more.
+    guest = {
+        "name": "a",
+        "type": "pvh",
+        "memory": "400MiB",
+        "static_max": "2000MiB",
+        "costs": "none",
+        "kernel": {"used_at_boot": "100MiB", "slab_reclaimable": 0},
+        "workloads": [{"name": "app", "steps": [{"at": "1s", "anon": "1GiB"}]}],
+    }
+    r = run(make_scenario(duration="3s", domains=[guest], host={"total": "4GiB", "manager": {"kind": "qmemman"}}))
+    rows = r.domain("a")
+    pod_set = rows[(rows["cause"] == "manager") & (rows["time_s"] == 0.0)].iloc[1]  # after maxmem, the PoD target
+    assert (pod_set["max_pages"], pod_set["dom_pages"]) == (512256, 512000)
+    assert not r.summary.iloc[0]["crashed"] and r.summary.iloc[0]["oom_kills"] == 0

@@ -34,6 +34,7 @@ class DomainView:
 
     name: str
     domid: int
+    initial_domain: bool  # dom0 (the domain the scenario marks initial_domain)
     # Xen's accounting
     tot_pages: int
     max_pages: int
@@ -100,7 +101,16 @@ class SetMaxPages:
     pages: int
 
 
-Action = SetTarget | MemSet | SetMaxPages
+@dataclass(frozen=True)
+class SetPodTarget:
+    """``xc_domain_set_pod_target``: size a PoD guest's cache for a target of ``pages`` (nothing for
+    a PV guest, which has no PoD)."""
+
+    domain: str
+    pages: int
+
+
+Action = SetTarget | MemSet | SetMaxPages | SetPodTarget
 
 #: a SimPy process body: yields events, returns a value
 Process = Generator[Any, Any, Any]

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 import simpy
 
 from balloonsim.kernel.guest import GuestKernel
-from balloonsim.managers.base import Action, DomainView, HostView, MemSet, SetMaxPages, SetTarget
+from balloonsim.managers.base import Action, DomainView, HostView, MemSet, SetMaxPages, SetPodTarget, SetTarget
 from balloonsim.sim import EVENT, Timer
 from balloonsim.units import kib_to_pages
 from balloonsim.xen.toolstack import Toolstack
@@ -32,6 +32,7 @@ def domain_view(toolstack: Toolstack, guest: GuestKernel) -> DomainView:
     return DomainView(
         name=guest.name,
         domid=dom.domid,
+        initial_domain=spec.initial_domain,
         tot_pages=dom.tot_pages,
         max_pages=dom.max_pages,
         target_kib=toolstack.target_kib(dom),
@@ -58,8 +59,9 @@ def snapshot(now: int, toolstack: Toolstack, guests: Iterable[GuestKernel]) -> H
     )
 
 
-def apply(action: Action, toolstack: Toolstack, guest: GuestKernel) -> None:
-    """Carry out one action through the toolstack, as the manager's daemon would."""
+def apply(action: Action, toolstack: Toolstack, guest: GuestKernel) -> bool:
+    """Carry out one action through the toolstack, as the manager's daemon would; False when it
+    does nothing (a PoD target for a PV guest)."""
     if isinstance(action, SetTarget):
         toolstack.write_target(guest.domain, action.kib)
     elif isinstance(action, MemSet):
@@ -68,8 +70,13 @@ def apply(action: Action, toolstack: Toolstack, guest: GuestKernel) -> None:
             guest.trace("mem_set_failed", kib_to_pages(action.kib), -1, error)
     elif isinstance(action, SetMaxPages):
         toolstack.host.set_max_pages(guest.domain, action.pages)
+    elif isinstance(action, SetPodTarget):
+        if guest.domain.pv:
+            return False
+        toolstack.host.pod_set_target(guest.domain, action.pages)
     else:
         raise TypeError(f"not a manager action: {action!r}")
+    return True
 
 
 class HostIO:
@@ -106,8 +113,8 @@ class HostIO:
         write would fail with ENOENT)."""
         for guest in self._guests():
             if guest.name == action.domain and not guest.crashed:
-                apply(action, self.toolstack, guest)
-                self._applied(guest.name)
+                if apply(action, self.toolstack, guest):
+                    self._applied(guest.name)
                 return
 
     def apply_all(self, actions: Iterable[Action]) -> None:

@@ -17,8 +17,8 @@ qmemman counts it) and qubes-linux-utils ``qmemman/meminfo-writer.c`` (the guest
 
 What qmemman cannot see here: the guests' ``memory/hotplug-max`` (a domain's maximum is its
 static-max, or all the host's memory without one), and ``/var/run/qubes/do-not-membalance``.
-Its mem-set also sets the PoD target (``xc.domain_set_target_mem``), which no manager action
-does yet: a PoD guest's cache stays as its build sized it.  dom0 is not simulated (its memory
+Its mem-set sets Xen's maxmem, the PoD target (``xc.domain_set_target_mem``) and
+``memory/target``.  dom0 is not simulated (its memory
 is the host's "other" memory); qmemman's dom0 rules (a boost, no floor) apply to the domain
 marked ``initial_domain``, which stands for dom0.
 """
@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING
 import simpy
 from pydantic import Field
 
-from balloonsim.managers.base import DomainView, HostView, Process, SetMaxPages, SetTarget
+from balloonsim.managers.base import DomainView, HostView, Process, SetMaxPages, SetPodTarget, SetTarget
 from balloonsim.managers.qmemman import (
     Constants,
     DomainState,
@@ -133,9 +133,8 @@ def qmemman_id(d: DomainView) -> str:
     """The domain's key in qmemman's records: its domid, "0" for dom0.
 
     balloonsim's Xen numbers the simulated domains from 1 (dom0 itself is the host's "other"
-    memory), so the domain marked ``initial_domain`` stands for dom0.  ``DomainView`` does not say
-    which that is yet: until it does, no domain gets dom0's rule."""
-    return "0" if getattr(d, "initial_domain", False) else str(d.domid)
+    memory), so the domain marked ``initial_domain`` stands for dom0."""
+    return "0" if d.initial_domain else str(d.domid)
 
 
 class Qmemman:
@@ -268,6 +267,7 @@ class Qmemman:
         self.doms[qid].last_target = val
         name = self.names[qid]
         io.apply(SetMaxPages(name, kib_to_pages(int(val / 1024) + MAXMEM_SLACK_KIB)))
+        io.apply(SetPodTarget(name, int(val / 1024) // KIB_PER_PAGE))  # xc.domain_set_target_mem: KiB / 4
         io.apply(SetTarget(name, int(val / 1024 - TARGET_SHORTFALL_KIB)))
 
     def _clear_outdated_error_markers(self) -> None:
