@@ -618,3 +618,11 @@ def test_a_document_of_many_nodes_says_reading_takes_long_once(monkeypatch):
     assert [str(w.message) for w in caught] == [
         "s.yaml:2: warning: 10 YAML nodes so far: reading takes about a GiB and up to a minute per million nodes"
     ]
+
+
+def test_an_unknown_manager_setting_lists_that_managers_own_settings():
+    text = GOOD.replace("host: {total: 8GiB}", "host: {total: 8GiB, manager: {kind: autoballoon, target: 80}}")
+    assert problems_of(text) == [
+        "s.yaml:2: host.manager.target: unknown key 'target'; allowed: kind, ballooning_target, update_time, "
+        "maxchange, dead_band, start_timeout"
+    ]

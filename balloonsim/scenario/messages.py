@@ -21,7 +21,7 @@ def issues_of(err: ValidationError, data: Any, root: type[BaseModel]) -> list[tu
     issues = []
     for error in err.errors():
         loc = data_loc(data, error["loc"])
-        issues.append((loc, explain(error, loc, root)))
+        issues.append((loc, explain(error, loc, root, data)))
     return issues
 
 
@@ -42,11 +42,11 @@ def data_loc(doc: Any, loc: tuple[Any, ...]) -> Loc:
     return tuple(out)
 
 
-def explain(error: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
+def explain(error: dict[str, Any], loc: Loc, root: type[BaseModel], data: Any = None) -> str:
     """A pydantic error as one sentence that says what is allowed."""
     kind = error["type"]
     if kind == "extra_forbidden":
-        allowed = allowed_keys(root, loc[:-1])
+        allowed = allowed_keys(root, loc[:-1], data)
         return f"unknown key {str(loc[-1])!r}" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     if kind == "missing":
         return "required"
@@ -57,16 +57,20 @@ def explain(error: dict[str, Any], loc: Loc, root: type[BaseModel]) -> str:
     return message
 
 
-def allowed_keys(root: type[BaseModel], loc: Loc) -> list[str]:
-    """The field names of the model found at ``loc`` below ``root`` in the schema."""
+def allowed_keys(root: type[BaseModel], loc: Loc, data: Any = None) -> list[str]:
+    """The field names of the model found at ``loc`` below ``root`` in the schema; a model whose
+    fields depend on the data there (a manager's settings, by its kind) says which via ``concrete``."""
     model: Any = root
     for part in loc:
+        data = data[part] if isinstance(data, (dict, list)) and _has(data, part) else None
         if isinstance(part, int):
             continue
         field = model.model_fields.get(part) if isinstance(model, type) and issubclass(model, BaseModel) else None
         if field is None:
             return []
         model = _model_in(field.annotation)
+        if hasattr(model, "concrete"):
+            model = model.concrete(data)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return list(model.model_fields)
     return []
@@ -83,3 +87,7 @@ def _model_in(annotation: Any) -> Any:
             if found is not None:
                 return found
     return None
+
+
+def _has(node: dict | list, part: str | int) -> bool:
+    return part in node if isinstance(node, dict) else isinstance(part, int) and 0 <= part < len(node)

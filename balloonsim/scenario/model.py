@@ -58,6 +58,12 @@ class ManagerParams(Model):
 
     kind: str
 
+    @classmethod
+    def concrete(cls, data: Any) -> type[ManagerParams]:
+        """The settings model of the manager ``data`` names (for messages that list its fields)."""
+        kind = data.get("kind") if isinstance(data, dict) else None
+        return MANAGERS.load(kind).Params if isinstance(kind, str) and kind in MANAGERS else cls
+
 
 class Host(Model):
     """The Xen host.  Give ``total`` (its RAM), ``free`` (free pages at t=0), or both.
