@@ -71,6 +71,7 @@ MANAGERS = Registry("host memory manager")
 #: no manager: targets come only from the scenario's events; a VM starts if Xen has its memory free
 NO_MANAGER = "none"
 MANAGERS.register(NO_MANAGER, "balloonsim.managers.none:NoManager")
+MANAGERS.register("xl", "balloonsim.managers.xl:Xl")
 MANAGERS.register("autoballoon", "balloonsim.managers.autoballoon:AutoBalloon")
 MANAGERS.register("mom", "balloonsim.managers.mom:Mom")
 MANAGERS.register("squeezed", "balloonsim.managers.squeezed:Squeezed")
