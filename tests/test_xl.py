@@ -1,7 +1,8 @@
 """``xl create`` with autoballoon (managers/xl.py): freemem() balloons dom0 down for a new domain.
 
-dom0 here is a PV guest marked initial_domain (no target_diff) with zero reserves and no costs, so it reaches a target at the instant it is written; libxl's wait looks at it every
-2 s.  Host: 6 GiB, dom0 holds 4 GiB, 2 GiB free.
+dom0 here is a PV guest marked initial_domain (no target_diff) with zero reserves and no costs,
+so it reaches a target at the instant it is written; libxl's wait looks at it every 2 s.
+Host: 6 GiB, dom0 holds 4 GiB, 2 GiB free.
 """
 
 from __future__ import annotations
