@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from balloonsim import plots
@@ -18,12 +19,19 @@ from balloonsim.cli import main, render_summary
 from balloonsim.registry import MANAGERS
 from balloonsim.results.metrics import run_metrics
 from balloonsim.results.planner import domain_sums, goal_episodes, start_attempts
+from balloonsim.results.result import HOST
 from balloonsim.results.store import load_result, save_result
 from balloonsim.scenario.model import ManagerParams, Scenario
 from conftest import GiB, MiB, run
 
 S = 1_000_000_000
 KERNEL = {"used_at_boot": "256MiB", "slab_reclaimable": 0, "totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0}
+
+
+def host_metrics_of(result) -> pd.Series:
+    """The run's host metrics, by name."""
+    metrics = run_metrics(result)
+    return metrics[metrics["domain"] == HOST].set_index("metric")["value"]
 
 
 def guest(name: str, memory: str, **fields) -> dict:
@@ -99,8 +107,8 @@ def test_a_stop_gives_its_memory_back_and_its_idle_memory_goes(starts):
 
 def test_a_run_without_starts_or_manager_has_no_planner_metrics_and_one_with_has_them(starts):
     plain = run(scenario([guest("a", "1GiB")], total="2GiB"))
-    assert list(run_metrics(plain).query("domain == @HOST")["metric"]) == ["host_free_min", "host_free_end"]
-    host = run_metrics(starts).query("domain == @HOST").set_index("metric")["value"]
+    assert list(host_metrics_of(plain).index) == ["host_free_min", "host_free_end"]
+    host = host_metrics_of(starts)
     # no goal was reported ('none' reports none): no time_to_goal
     assert list(host.index) == [
         "host_free_min", "host_free_end", "starts_failed", "start_success_rate", "start_latency_max",
@@ -126,8 +134,6 @@ def test_the_planner_reads_the_same_from_a_saved_result(starts, tmp_path):
 
 
 def test_domain_sums_adds_each_domains_latest_value():
-    import pandas as pd
-
     tl = pd.DataFrame({"domain": pd.Categorical(["x", "y", "x", "y", "x"])})
     # x: 5, then 7, then 0; y: 3, then 4 -> sums 5, 8, 10, 11, 4
     assert list(domain_sums(tl, np.array([5, 3, 7, 4, 0]))) == [5, 8, 10, 11, 4]
@@ -198,7 +204,7 @@ def test_stranded_free_memory_is_free_above_the_goal_while_a_guest_lacks_memory(
 def test_guests_declared_stuck_are_named(goals):
     p = goals.planner.iloc[0]
     assert (p["guests_stuck"], p["stuck_guests"], p["manager"]) == (1, "g", "goal-toy")
-    host = run_metrics(goals).query("domain == @HOST").set_index("metric")["value"]
+    host = host_metrics_of(goals)
     # no starts: no start metrics; a goal was reported: time_to_goal, the longest wait
     assert "starts_failed" not in host.index and host["time_to_goal"] == 5.0 and host["guests_stuck"] == 1
     assert "stuck: g" in render_summary(goals) and "goal reached 2/2 (longest 5s)" in render_summary(goals)
