@@ -224,6 +224,8 @@ def target_note(result: Result, domain: str) -> str:
     if not len(row):
         return ""
     r = row.iloc[0]
+    if not r.get("ran", True):
+        return "never ran: its start failed"
     if r["target_reached"]:
         took = r["time_to_final_target_s"]
         return f"reached its target at {r['final_target_reached_s']:.3g} s" + (
@@ -373,6 +375,7 @@ def _draw_free_and_goal(ax: Axes, result: Result, t_div: float, div: float) -> N
         if len(when):
             ax.plot(when / t_div, _free_at(host, when) / div, marker, color=color, markersize=7, label=label)
     ax.set_title("host free memory, the manager's goal, VM starts and stops", loc="left", fontsize=10)
+    ax.set_ylim(bottom=0)
 
 
 def _free_at(host: pd.DataFrame, when_s: np.ndarray) -> np.ndarray:
@@ -614,8 +617,11 @@ def _draw_bars(ax: Axes, y: np.ndarray, bars: Bars) -> None:
 
 def summary_figure(result: Result, rows: int = SUMMARY_ROWS) -> Figure:
     """The worst ``rows`` guests (worst_first): time to their final target, seconds in back-off,
-    OOM kills, minimum MemAvailable and unmet demand, each value beside its bar."""
+    OOM kills, minimum MemAvailable and unmet demand, each value beside its bar.  Guests whose
+    start failed have none of these: they are left out, and the title says how many."""
     s = result.summary
+    never = s[~s["ran"]]["domain"].astype(str).tolist() if "ran" in s.columns else []
+    s = s[~s["domain"].astype(str).isin(never)]
     worst = worst_first(s).head(rows)
     rank = pd.Series(np.arange(len(worst)), index=worst.index)
     shown = s[s.index.isin(worst.index)]  # in the table's order, each bar placed at its rank
@@ -634,6 +640,7 @@ def summary_figure(result: Result, rows: int = SUMMARY_ROWS) -> Figure:
         run_label(result.metadata),
         _summary_note(len(worst), len(s)),
         f"0 for every guest shown, so a note instead of bars: {', '.join(blank)}" if blank else "",
+        f"never ran (their start failed), not shown: {', '.join(never)}" if never else "",
     )
     return fig
 

@@ -251,6 +251,15 @@ def test_the_host_memory_figure_says_what_it_shows(starts):
     assert list(marks["VM stopped"]) == [5.0]
 
 
+def test_every_figure_is_drawn_when_a_start_failed(starts, tmp_path):
+    # c never ran: the timeline panel says so, the summary figure leaves it out and says so
+    names = plots.write_figures(starts, tmp_path)
+    assert names[:5] == ["timeline.png", "host.png", "gap_heatmap.png", "summary.png", "host_memory.png"]
+    assert plots.target_note(starts, "c") == "never ran: its start failed"
+    heading = plots.summary_figure(starts)._suptitle.get_text()
+    assert "never ran (their start failed), not shown: c" in heading.replace("\n", " ")
+
+
 def test_the_goal_is_drawn_stepwise(goals):
     bottom = plots.host_memory_figure(goals).axes[1]
     goal = next(line for line in bottom.get_lines() if line.get_label() == "goal")
