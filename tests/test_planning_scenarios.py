@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 
+from balloonsim.results.planner import start_attempts
 from balloonsim.scenario import load_scenario
 from conftest import GiB, MiB, run
 
@@ -85,3 +86,37 @@ def test_autoballoon_shrinks_the_comfortable_guests_by_a_third_each_and_starves_
         assert abs(final[name] - (3 * GiB - 819.2 * MiB / 3)) <= 10 * MiB / 3 + 1
     # app's job peaks at 2.5 GiB besides its kernel's 256 MiB and 64 MiB of slab: 2880 MiB > ~2799 MiB
     assert r.summary.set_index("domain").loc["app", "oom_kills"] >= 1
+
+
+# -- xenserver_starts.yaml: squeezed makes room until it cannot ------------------------------------
+
+
+@pytest.fixture(scope="module")
+def xenserver():
+    return run(scenario("xenserver_starts"))
+
+
+def test_squeezed_fits_five_starts_and_fails_the_sixth(xenserver):
+    p = xenserver.planner.iloc[0]
+    # squeezed can free the 4 GiB free plus 4 x (3 - 1) GiB down to the dynamic-mins: 12 GiB; the
+    # k-th 2 GiB start needs k x 2 GiB + its host free target (64 + 8 MiB) of it: k <= 5
+    assert (p["starts"], p["starts_ok"], p["failed_starts"]) == (6, 5, "new6")
+    starts = start_attempts(xenserver.events).set_index("domain")
+    # new1 finds 4 GiB free, more than 2 GiB + 72 MiB: no squeeze, no wait; the others wait for the
+    # running VMs to balloon down, squeezed looking again each second (its wait in squeeze.ml)
+    assert starts.loc["new1", "latency_s"] == 0
+    assert all(0 < starts.loc[f"new{i}", "latency_s"] <= 3 for i in range(2, 6))
+    # new6's goal, 2 GiB + 72 MiB free, is never reached: the longest wait is for ever
+    assert p["time_to_goal_max_s"] == float("inf") and p["goals_reached"] == p["goals"] - 1
+
+
+def test_squeezed_hands_the_rest_back_in_proportion(xenserver):
+    # after the fifth start the balance thread gives the four VMs what is left above the host free
+    # target, each the same fraction of its (equal) range: (16 GiB - 5 x 2 GiB - 72 MiB) / 4 = 1518 MiB,
+    # less at most squeezed's free_memory_tolerance (512 KiB = 128 pages) left over in all
+    final = xenserver.summary.set_index("domain")["final_current_pages"]
+    running = [final[f"vm{i}"] for i in range(1, 5)]
+    assert len(set(running)) == 1
+    assert 0 <= 4 * 1518 * MiB - sum(running) <= 128
+    # overcommit: 4 x 3 GiB + 5 x 2 GiB running on 16 GiB
+    assert xenserver.planner.iloc[0]["overcommit_max"] == pytest.approx(22 / 16)

@@ -148,9 +148,10 @@ def start_attempts(events: pd.DataFrame) -> pd.DataFrame:
 
 
 def goal_episodes(result: Result) -> pd.DataFrame:
-    """One row per goal the manager reported: set_s, goal_pages, reached (host free at or above it
-    before the next goal, or the end) and time_to_goal_s (NaN: not reached)."""
-    goals = result.events[result.events["kind"] == GOAL]
+    """One row per goal the manager set (the last of an instant): set_s, goal_pages, reached (host
+    free at or above it before the next goal, or the end) and time_to_goal_s (NaN: not reached)."""
+    # of several goals at one instant (a request, then the balance that follows it at once) the last holds
+    goals = result.events[result.events["kind"] == GOAL].drop_duplicates("time_ns", keep="last")
     host = result.host
     time_ns, free = host["time_ns"].to_numpy(), host["host_free"].to_numpy()
     set_ns, pages = goals["time_ns"].to_numpy(), goals["pages"].to_numpy()
