@@ -88,6 +88,16 @@ def test_autoballoon_shrinks_the_comfortable_guests_by_a_third_each_and_starves_
     assert r.summary.set_index("domain").loc["app", "oom_kills"] >= 1
 
 
+def test_squeezed_lets_the_start_through_by_squeezing_the_guests():
+    r = managers_under("squeezed")
+    p = r.planner.iloc[0]
+    # 4 GiB + 72 MiB needed; 2 GiB free and 4 x (3 - 1) GiB above the dynamic-mins: it fits, after the
+    # guests balloon down (squeezed looks again each second)
+    assert (p["starts_ok"], p["guests_stuck"]) == (1, 0)
+    assert 0 < p["start_latency_max_s"] <= 3
+    assert p["overcommit_max"] == pytest.approx(16 / 14)
+
+
 # -- xenserver_starts.yaml: squeezed makes room until it cannot ------------------------------------
 
 
