@@ -30,6 +30,7 @@ from balloonsim.results.metrics import (
     METRICS,
     MIB_S,
     PAGES,
+    RATIO,
     SECONDS,
     format_value,
     metric_names,
@@ -49,7 +50,9 @@ class Tolerance:
     absolute: float = 0.0
 
     def allows(self, before: float, now: float) -> bool:
-        if before == now:  # also two times that never came
+        if before == now or (
+            math.isnan(before) and math.isnan(now)
+        ):  # two times that never came; a guest that never ran
             return True
         if math.isinf(before) or math.isinf(now) or math.isnan(before) or math.isnan(now):
             return False
@@ -66,6 +69,7 @@ DEFAULT_TOLERANCES = {
     SECONDS: Tolerance(relative=0.05),
     PAGES: Tolerance(relative=0.01),
     MIB_S: Tolerance(relative=0.05),
+    RATIO: Tolerance(relative=0.01),
 }
 
 

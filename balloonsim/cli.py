@@ -118,6 +118,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SCENARIO",
         help="a scenario file (YAML)",  # pragma: no mutate
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change the scenario before running (repeatable), as compare's --a/--b take it: "  # pragma: no mutate
+        "a dotted path (a domain field: in every domain), the value read as YAML "  # pragma: no mutate
+        "(host.manager.kind=squeezed)",  # pragma: no mutate
+    )
     _output_options(p, "results/<name>/", "random seed (default: the scenario's seed)", "the figures")
     p.set_defaults(func=cmd_run)
 
@@ -251,7 +260,7 @@ BASELINE_HELP = """\
 balloonsim's version.  'check' runs them again with the same seeds and reports every metric
 that moved beyond its tolerance, either way (scenario, guest, metric, baseline -> now,
 tolerance).  Default tolerances: counts (oom_kills, cancellations, eagain_passes) exact;
-seconds 5%; pages 1%; MiB*s 5%.
+seconds 5%; pages 1%; MiB*s 5%; ratios 1%.
 
 exit status: 0 every metric within its tolerance (save: saved); 1 a metric moved (or a run
 failed); 2 bad input: no such DIR, not a baseline, a scenario that cannot be read or whose
@@ -452,12 +461,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     from balloonsim.progress import RunProgress
     from balloonsim.results.store import TABLES, check_destination, save_result
     from balloonsim.scenario import load_scenario
+    from balloonsim.scenario.overrides import parse_setting, with_settings
     from balloonsim.scenario.squeeze_case import is_squeeze_test
 
     if is_squeeze_test(args.scenario):
         return cmd_squeeze_test(args)
+    settings = dict(parse_setting(text, "--set") for text in args.set)
     with warnings_printed(sys.stderr):
-        scenario = load_scenario(args.scenario)
+        scenario = with_settings(load_scenario(args.scenario), settings, "--set")
     out = args.output or Path("results") / scenario.name
     check_destination(out, force=args.force)  # before simulating, not after
     definition = scenario.model_dump(mode="json")  # for run.json; before a Ctrl-C may come
@@ -567,7 +578,7 @@ _COLUMNS: tuple[tuple[str, Callable[[Any], str], bool], ...] = (
     ("after", lambda r: _seconds(r.time_to_final_target_s) if r.target_reached else "-", False),
     ("backoff", lambda r: _seconds(r.backoff_s), False),
     ("cancel", lambda r: str(r.cancellations), False),
-    ("OOM", lambda r: str(r.oom_kills), False),
+    ("OOM", lambda r: f"{r.oom_kills:.0f}", False),
     ("min avail", lambda r: _mib(r.min_mem_available), False),
     ("max anon unmet", lambda r: _mib(r.max_unmet_anon), False),
     ("max cache unmet", lambda r: _mib(r.max_unmet_cache), False),
@@ -601,12 +612,42 @@ def render_summary(result: Result) -> str:
         when = host_needed_reached_s(result.host, needed)
         reached = f"reached at {when:.3g} s" if when is not None else "never reached"
         lines.append(f"\nhost free memory needed: {_mib(needed)}, {reached}")
+    from balloonsim.results.planner import planner_applies
+
+    if planner_applies(result):
+        lines.append("\n" + planner_line(result.planner.iloc[0]))
     return "\n".join(lines)
+
+
+def planner_line(p: Any) -> str:
+    """'planner (manager squeezed): starts 3/4 ok (latency median 2.1s, max 4.02s; failed: d), goal reached
+    2/2 (longest 3.1s), stranded 0 MiB mean, idle in guests 812 MiB mean, overcommit max 1.25, stuck: none'."""
+    parts = []
+    if p.starts:
+        latency = (
+            f"latency median {_seconds(p.start_latency_median_s)}, max {_seconds(p.start_latency_max_s)}"
+            if p.starts_ok
+            else "none started"
+        )
+        failed = f"; failed: {p.failed_starts}" if p.starts_failed else ""
+        parts.append(f"starts {p.starts_ok}/{p.starts} ok ({latency}{failed})")
+    if p.goals:
+        longest = "never" if math.isinf(p.time_to_goal_max_s) else _seconds(p.time_to_goal_max_s)
+        parts.append(f"goal reached {p.goals_reached}/{p.goals} (longest {longest})")
+    parts.append(f"stranded {_mib(p.stranded_free_mean_pages)} mean")
+    parts.append(f"idle in guests {_mib(p.idle_held_mean_pages)} mean")
+    parts.append(f"overcommit max {p.overcommit_max:.3g}")
+    if p.guests_stuck:
+        parts.append(f"stuck: {p.stuck_guests}")
+    return f"planner (manager {p.manager}): " + ", ".join(parts)
 
 
 def _table(summary: pd.DataFrame) -> list[str]:
     """The header and one line per row, each column as wide as its widest text."""
-    cells = [[text(r) for _, text, _ in _COLUMNS] for r in summary.itertuples(index=False)]
+    cells = [
+        [text(r) for _, text, _ in _COLUMNS] if getattr(r, "ran", True) else _never_ran(r)
+        for r in summary.itertuples(index=False)
+    ]
     headers = [header for header, _, _ in _COLUMNS]
     widths = [max(len(c) for c in column) for column in zip(headers, *cells, strict=True)]
 
@@ -617,6 +658,11 @@ def _table(summary: pd.DataFrame) -> list[str]:
         return "  ".join(padded)
 
     return [line(headers), *(line(row) for row in cells)]
+
+
+def _never_ran(r: Any) -> list[str]:
+    """A domain whose start failed: it has no state to show."""
+    return [str(r.domain), "-", "-", "-", "no (never ran)", *["-"] * (len(_COLUMNS) - 5)]
 
 
 def _reached(r: Any) -> str:

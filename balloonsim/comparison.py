@@ -130,7 +130,7 @@ def metrics_table(a: Result, b: Result) -> pd.DataFrame:
     keys = of_a.index.append(of_b.index.difference(of_a.index, sort=False))  # A's order, then B's own
     va, vb = of_a.reindex(keys).to_numpy(), of_b.reindex(keys).to_numpy()
     with np.errstate(invalid="ignore"):
-        change = np.where(va == vb, 0.0, vb - va)
+        change = np.where((va == vb) | (np.isnan(va) & np.isnan(vb)), 0.0, vb - va)  # NaN: a guest that never ran
     return pd.DataFrame(
         {
             "domain": keys.get_level_values("domain"),

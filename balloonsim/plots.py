@@ -10,6 +10,9 @@ settings), and every legend says what its lines and marks mean:
   hot-added memory marked; the host below; of many guests, the worst;
 * ``host_figure``: host free memory, the domains' pages, and the free
   memory the host needs (``host.needed``), with when it got there;
+* ``host_memory_figure``: what a capacity planner looks at: every guest's
+  memory stacked (the largest few, the rest summed), host free memory, the
+  host manager's goal, VM starts (started or failed) and stops;
 * ``memory_figure``: one guest's memory by holder, stacked, with
   MemAvailable, swap and unmet demand;
 * ``gap_heatmap``: target - current for every domain over time, summed over
@@ -39,8 +42,10 @@ from matplotlib.artist import Artist
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
+from balloonsim.results.planner import DECLARED_STUCK, GOAL, planner_applies, start_attempts
 from balloonsim.results.result import Result
 from balloonsim.results.settings import run_label
+from balloonsim.results.store import PLANNER_FIGURE
 from balloonsim.results.summary import WORST_FIRST_ORDER, host_needed_reached_s, worst_first
 from balloonsim.units import PAGES_PER_GIB, PAGES_PER_MIB, ns_to_s, pages_to_mib
 
@@ -50,6 +55,10 @@ MAX_MEMORY_FIGURES = 4
 SUMMARY_ROWS = 30
 #: rows of gap_heatmap.png: more guests than this are summed in groups of consecutive ones
 HEATMAP_ROWS = 100
+#: guests stacked one by one in host_memory.png (the largest); the others are one band
+STACKED_GUESTS = 10
+#: points a stacked band is drawn at, at most (a long run's rows are sampled on an even grid)
+STACK_POINTS = 2000
 NOT_REACHED = " not reached"
 #: events marked on the timeline: kind -> (marker, colour, legend label)
 EVENT_MARKERS = {
@@ -94,6 +103,13 @@ MEANINGS = {
     "demand": "demand: what the workloads ask for",
     "unmet demand": "unmet demand: anonymous memory neither resident nor swapped, and page cache not held",
     "swap": "swap: anonymous pages swapped out",
+    "other consumers": "other consumers: memory neither free nor a simulated domain's (Xen, dom0, ...)",
+    "host total": "host total: the host's memory",
+    "goal": "goal: the free memory the host manager aims at (its goal events)",
+    "VM started": "VM started: a start (xl create) that got its memory, at the time it was asked",
+    "VM start failed": "VM start failed: a start that got no memory (or too late), at the time it was asked",
+    "VM stopped": "VM stopped: xl shutdown/destroy, its memory back to the host",
+    "declared stuck": "declared stuck: the manager gave up on a guest's balloon driver",
 }
 
 
@@ -208,6 +224,8 @@ def target_note(result: Result, domain: str) -> str:
     if not len(row):
         return ""
     r = row.iloc[0]
+    if not r.get("ran", True):
+        return "never ran: its start failed"
     if r["target_reached"]:
         took = r["time_to_final_target_s"]
         return f"reached its target at {r['final_target_reached_s']:.3g} s" + (
@@ -264,6 +282,106 @@ def host_figure(result: Result) -> Figure:
     _legend(ax)
     _heading(fig, run_label(result.metadata))
     return fig
+
+
+# -- what a planner looks at ---------------------------------------------------------------
+
+
+def stack_grid(time_ns: np.ndarray, end_ns: int, points: int = STACK_POINTS) -> np.ndarray:
+    """The times a stacked band is drawn at: every distinct row time, or ``points`` evenly spaced
+    ones when there are more (a value holds from its row until the next)."""
+    times = np.unique(time_ns)
+    if len(times) <= points:
+        return times
+    return np.linspace(0, max(end_ns, int(times[-1])), points).astype(np.int64)
+
+
+def values_at(times: np.ndarray, values: np.ndarray, grid: np.ndarray) -> np.ndarray:
+    """Each grid time's value: that of the last row at or before it (0 before the first row)."""
+    index = np.searchsorted(times, grid, side="right") - 1
+    return np.where(index >= 0, values[np.maximum(index, 0)] if len(values) else 0, 0)
+
+
+def largest_guests(result: Result, count: int = STACKED_GUESTS) -> list[str]:
+    """The ``count`` guests that held the most at their peak (dom_pages), largest first."""
+    peak = result.timeline.groupby("domain", observed=True)["dom_pages"].max()
+    return [str(d) for d in peak.sort_values(ascending=False, kind="stable").index[:count]]
+
+
+def host_memory_figure(result: Result) -> Figure:
+    """Each guest's memory stacked (the STACKED_GUESTS largest, the others as one band) and other
+    consumers, under the host's total; below, host free memory and the manager's goal, with VM
+    starts (started or failed, at the time asked) and stops marked."""
+    host = result.host
+    end_ns = int(result.metadata.get("duration_ns") or (host["time_ns"].max() if len(host) else 0))
+    t_div, t_label = time_unit(end_ns / 1e9)
+    time_ns = host["time_ns"].to_numpy()
+    grid = stack_grid(time_ns, end_ns)
+    # the state after an instant's last row holds from that instant: search the rows' times
+    total = host["host_free"].to_numpy() + host["domain_pages"].to_numpy() + host["other_pages"].to_numpy()
+    div, unit = size_unit(_peak(pd.Series(total)))
+    shown = largest_guests(result)
+    rows = rows_by_domain(result.timeline, shown)
+    bands = [values_at(rows[n]["time_ns"].to_numpy(), rows[n]["dom_pages"].to_numpy(), grid) for n in shown]
+    all_guests = values_at(time_ns, host["domain_pages"].to_numpy(), grid)
+    others = all_guests - np.sum(bands, axis=0) if bands else all_guests
+    labels = list(shown)
+    ran = int(result.summary["ran"].sum()) if "ran" in result.summary.columns else len(result.summary)
+    if ran > len(shown):
+        bands.append(others)
+        labels.append(f"the other {ran - len(shown):,} guests")
+    other = values_at(time_ns, host["other_pages"].to_numpy(), grid)
+    colors = [f"C{i % 10}" for i in range(len(shown))] + ["lightsteelblue"] * (len(bands) - len(shown))
+    if other.any():
+        bands.append(other)
+        labels.append("other consumers")
+        colors.append("tab:gray")
+    fig = Figure(figsize=(10, 6.4), layout="constrained")  # pragma: no mutate
+    top, bottom = fig.subplots(nrows=2, sharex=True, height_ratios=[3, 1.6])
+    t = grid / 1e9 / t_div
+    if bands:
+        top.stackplot(t, *(b / div for b in bands), labels=labels, colors=colors, step="post", alpha=0.8)
+    top.step(t, values_at(time_ns, total, grid) / div, where="post", color="black", ls="--", lw=1, label="host total")
+    top.set_title("memory each guest holds (Xen's tot_pages), stacked", loc="left", fontsize=10)
+    top.set_ylabel(unit)
+    _draw_free_and_goal(bottom, result, t_div, div)
+    bottom.set_ylabel(unit)
+    bottom.set_xlabel(t_label)
+    for ax in (top, bottom):
+        ax.grid(alpha=0.3)  # pragma: no mutate
+        _legend(ax)
+    left_out = f"; the {STACKED_GUESTS} that held the most drawn one by one" if ran > len(shown) else ""
+    _heading(fig, run_label(result.metadata), f"guests' memory, host free memory and the manager's goal{left_out}")
+    return fig
+
+
+def _draw_free_and_goal(ax: Axes, result: Result, t_div: float, div: float) -> None:
+    """Host free memory, the goal in force (stepwise, from the manager's goal events), VM starts
+    at the time they were asked (started ▲, failed ✖), stops and guests declared stuck."""
+    host, events, series = result.host, result.events, result.planner_series
+    t = series["time_s"].to_numpy() / t_div
+    ax.step(t, series["host_free"].to_numpy() / div, where="post", color="tab:gray", label="host free")
+    if (events["kind"] == GOAL).any():
+        ax.step(t, series["goal"].to_numpy() / div, where="post", color="tab:red", ls="--", lw=1.2, label="goal")
+    starts = start_attempts(events)
+    for outcome, marker, color, label in (("started", "^", "tab:green", "VM started"),
+                                          ("failed", "X", "tab:red", "VM start failed")):  # fmt: skip
+        when = starts.loc[starts["outcome"] == outcome, "asked_s"].to_numpy()
+        if len(when):
+            ax.plot(when / t_div, _free_at(host, when) / div, marker, color=color, markersize=9, label=label)
+    for kind, marker, color, label in (("domain_stopped", "s", "black", "VM stopped"),
+                                       (DECLARED_STUCK, "D", "tab:orange", "declared stuck")):  # fmt: skip
+        when = events.loc[events["kind"] == kind, "time_s"].to_numpy()
+        if len(when):
+            ax.plot(when / t_div, _free_at(host, when) / div, marker, color=color, markersize=7, label=label)
+    ax.set_title("host free memory, the manager's goal, VM starts and stops", loc="left", fontsize=10)
+    ax.set_ylim(bottom=0)
+
+
+def _free_at(host: pd.DataFrame, when_s: np.ndarray) -> np.ndarray:
+    """Host free memory at each time: the last host row at or before it."""
+    index = np.searchsorted(host["time_s"].to_numpy(), when_s, side="right") - 1
+    return host["host_free"].to_numpy()[np.maximum(index, 0)]
 
 
 # -- figures -------------------------------------------------------------------------------
@@ -499,8 +617,11 @@ def _draw_bars(ax: Axes, y: np.ndarray, bars: Bars) -> None:
 
 def summary_figure(result: Result, rows: int = SUMMARY_ROWS) -> Figure:
     """The worst ``rows`` guests (worst_first): time to their final target, seconds in back-off,
-    OOM kills, minimum MemAvailable and unmet demand, each value beside its bar."""
+    OOM kills, minimum MemAvailable and unmet demand, each value beside its bar.  Guests whose
+    start failed have none of these: they are left out, and the title says how many."""
     s = result.summary
+    never = s[~s["ran"]]["domain"].astype(str).tolist() if "ran" in s.columns else []
+    s = s[~s["domain"].astype(str).isin(never)]
     worst = worst_first(s).head(rows)
     rank = pd.Series(np.arange(len(worst)), index=worst.index)
     shown = s[s.index.isin(worst.index)]  # in the table's order, each bar placed at its rank
@@ -519,6 +640,7 @@ def summary_figure(result: Result, rows: int = SUMMARY_ROWS) -> Figure:
         run_label(result.metadata),
         _summary_note(len(worst), len(s)),
         f"0 for every guest shown, so a note instead of bars: {', '.join(blank)}" if blank else "",
+        f"never ran (their start failed), not shown: {', '.join(never)}" if never else "",
     )
     return fig
 
@@ -635,6 +757,8 @@ def write_figures(
         "gap_heatmap.png": lambda: gap_heatmap(result),
         "summary.png": lambda: summary_figure(result),
     }
+    if planner_applies(result):
+        figures[PLANNER_FIGURE] = lambda: host_memory_figure(result)
     for name in most_pressed(result, MAX_MEMORY_FIGURES):
         figures[f"memory-{name}.png"] = lambda name=name: memory_figure(result, name)
     for done, (name, draw) in enumerate(figures.items()):  # one figure in memory at a time

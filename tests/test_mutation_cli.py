@@ -65,8 +65,8 @@ def exits(capsys, argv: list[str]) -> tuple[int, str, str]:
 # then the positionals ('+' as X [X ...], subcommands as METAVAR ...)
 USAGE = {
     (): "usage: balloonsim [-h] [--version] COMMAND ...",
-    ("run",): "usage: balloonsim run [-h] [-o DIR] [--seed N] [--no-plot] [--force] [--progress | --no-progress] "
-    "SCENARIO",
+    ("run",): "usage: balloonsim run [-h] [--set KEY=VALUE] [-o DIR] [--seed N] [--no-plot] [--force] "
+    "[--progress | --no-progress] SCENARIO",
     ("plot",): "usage: balloonsim plot [-h] [-o DIR] RESULT_DIR",
     ("validate",): "usage: balloonsim validate [-h] SCENARIO [SCENARIO ...]",
     ("oracle",): "usage: balloonsim oracle [-h] ACTION ...",

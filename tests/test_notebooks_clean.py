@@ -9,8 +9,10 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_the_four_notebooks_exist():
-    assert [p.stem for p in NOTEBOOKS] == ["01-quickstart", "02-guest-pressure", "03-what-if", "04-kernel-versions"]
+def test_the_five_notebooks_exist():
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01-quickstart", "02-guest-pressure", "03-what-if", "04-kernel-versions", "05-host-managers",
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)

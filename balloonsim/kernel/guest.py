@@ -810,8 +810,16 @@ class GuestKernel:
     # -- what the summary and the checks read -------------------------------------------
 
     def counters(self) -> dict[str, int]:
-        """For the summary: the balloon's activity, kswapd's work and the low watermark."""
-        return {**vars(self.activity), "kswapd_reclaimed": self.kswapd.reclaimed, "wmark_low_pages": self.mm.low_floor}
+        """For the summary: the balloon's activity, kswapd's work, the low watermark, and the domain's
+        static-max (xl's maxmem, or memory without one: the most it may hold, for the overcommit ratio)."""
+        spec = self.spec
+        static_max = spec.memory if spec.static_max_pages is None else spec.static_max_pages
+        return {
+            **vars(self.activity),
+            "kswapd_reclaimed": self.kswapd.reclaimed,
+            "wmark_low_pages": self.mm.low_floor,
+            "static_max_pages": static_max,
+        }
 
     def used_pages(self) -> int:
         return self.mm.used_pages() + self.tasks.anon_pages

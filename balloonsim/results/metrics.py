@@ -16,18 +16,19 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from balloonsim.results.planner import planner_applies
 from balloonsim.results.result import HOST, Result
 from balloonsim.results.summary import host_needed_reached_s
 from balloonsim.units import NS_PER_S, pages_to_mib, parse_pages, parse_time_ns
 
 #: what a metric counts, for reading a threshold ("30s", "512MiB") and printing a value
-COUNT, SECONDS, PAGES, MIB_S = "count", "s", "pages", "MiB·s"
+COUNT, SECONDS, PAGES, MIB_S, RATIO = "count", "s", "pages", "MiB·s", "ratio"
 
 
 @dataclass(frozen=True)
 class Metric:
     name: str
-    unit: str  # COUNT, SECONDS, PAGES or MIB_S
+    unit: str  # COUNT, SECONDS, PAGES, MIB_S or RATIO
     meaning: str
     column: str = ""  # the summary column it is read from (guest metrics)
 
@@ -47,10 +48,26 @@ GUEST_METRICS = (
     Metric("unmet_demand_mib_s", MIB_S, "unmet demand over time", "unmet_demand_mib_s"),
 )  # fmt: skip
 
+#: the planner's (results/planner.py), host metrics of a run with VM starts or a host manager;
+#: the start metrics only with starts, time_to_goal only when the manager reported a goal
+PLANNER_METRICS = (
+    Metric("starts_failed", COUNT, "VM starts that failed", "starts_failed"),
+    Metric("start_success_rate", RATIO, "the share of VM starts that succeeded", "start_success_rate"),
+    Metric("start_latency_max", SECONDS, "the longest successful VM start (inf: none started)", "start_latency_max_s"),
+    Metric("time_to_goal", SECONDS, "the longest wait for the manager's free-memory goal (inf: one never reached)",
+           "time_to_goal_max_s"),
+    Metric("stranded_free_mean", PAGES, "host memory free but promised to nobody while a guest lacked memory, mean",
+           "stranded_free_mean_pages"),
+    Metric("idle_held_mean", PAGES, "memory guests held and did not use, mean", "idle_held_mean_pages"),
+    Metric("overcommit_max", RATIO, "the largest Σ static-max of running domains / host memory", "overcommit_max"),
+    Metric("guests_stuck", COUNT, "guests the manager declared stuck", "guests_stuck"),
+)  # fmt: skip
+
 HOST_METRICS = (
     Metric("host_free_min", PAGES, "the host's lowest free memory"),
     Metric("host_free_end", PAGES, "the host's free memory at the end"),
     Metric("host_needed_time", SECONDS, "when host free memory first reached host.needed (inf: never; only if set)"),
+    *PLANNER_METRICS,
 )
 
 METRICS = {m.name: m for m in (*GUEST_METRICS, *HOST_METRICS)}
@@ -81,13 +98,23 @@ def run_metrics(result: Result) -> pd.DataFrame:
 
 
 def host_metrics(result: Result) -> dict[str, float]:
-    """The host's free memory at its lowest and at the end, and when it reached ``host.needed`` (if set)."""
+    """The host's free memory at its lowest and at the end, and when it reached ``host.needed`` (if set);
+    the planner's metrics when the run had VM starts or a host manager."""
     free = result.host["host_free"].to_numpy()
     values = {"host_free_min": float(free.min()), "host_free_end": float(free[-1])}
     needed = result.metadata.get("host_needed_pages")
     if needed:
         when = host_needed_reached_s(result.host, needed)
         values["host_needed_time"] = math.inf if when is None else when
+    if planner_applies(result):
+        row = result.planner.iloc[0]
+        skip = {"starts_failed", "start_success_rate", "start_latency_max"} if not row["starts"] else set()
+        if not row["goals"]:
+            skip.add("time_to_goal")
+        for m in PLANNER_METRICS:
+            if m.name not in skip:
+                value = float(row[m.column])
+                values[m.name] = math.inf if math.isnan(value) and m.unit == SECONDS else value
     return values
 
 
@@ -106,6 +133,8 @@ def format_value(unit: str, value: float, *, signed: bool = False) -> str:
         return f"{sign}{value:.4g} s"
     if unit == MIB_S:
         return f"{sign}{value:.4g} MiB·s"
+    if unit == RATIO:
+        return f"{sign}{value:.3g}"
     return f"{sign}{value:.0f}" if value == round(value) else f"{sign}{value:.4g}"
 
 

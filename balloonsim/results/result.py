@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from balloonsim.columns import Column
+from balloonsim.results import planner
 from balloonsim.results.recorder import EVENT_FIELDS, HOST_FIELDS, Recorder
 from balloonsim.results.summary import domain_summary, target_episodes
 from balloonsim.units import NS_PER_S, ns_to_s, pages_to_mib
@@ -26,6 +28,9 @@ class Result:
     ``host``: the host's free memory after every timeline row.
     ``targets``: every target a domain was given, and when it was reached.
     ``summary``: one row per domain.
+    ``planner`` (derived from those): one row for the run, what a capacity planner reads (VM
+    starts, the host manager's goal, stranded memory, overcommit); ``planner_series`` the same
+    over time (``results/planner.py`` defines them).
     """
 
     timeline: pd.DataFrame
@@ -38,6 +43,14 @@ class Result:
     def domain(self, name: str) -> pd.DataFrame:
         """The timeline rows of one domain."""
         return self.timeline[self.timeline["domain"] == name].reset_index(drop=True)
+
+    @cached_property
+    def planner(self) -> pd.DataFrame:
+        return planner.planner_table(self)
+
+    @cached_property
+    def planner_series(self) -> pd.DataFrame:
+        return planner.planner_series(self)
 
     @property
     def tables(self) -> dict[str, pd.DataFrame]:

@@ -53,6 +53,8 @@ COMPARISON_FILES = frozenset({"comparison.parquet", "comparison.csv", "compare.p
 BASELINE_SUFFIX = ".baseline.json"
 #: the figures a run draws, besides ``memory-<domain>.png`` (``plots.write_figures``)
 FIGURES = ("timeline.png", "host.png", "gap_heatmap.png", "summary.png")
+#: drawn besides those for a run with VM starts or a host manager (``plots.host_memory_figure``)
+PLANNER_FIGURE = "host_memory.png"
 METADATA_KEY = b"balloonsim"
 #: metadata that identifies a run (kept in every Parquet file; wall time is not)
 IDENTITY = ("scenario", "scenario_sha256", "seed", "balloonsim_version")
@@ -181,7 +183,7 @@ def _is_own_kind(name: str) -> bool:
 def _may_write(name: str) -> bool:
     """A name a save may write: a run's tables, run.json, its figures (``plots.write_figures``);
     a comparison's files; a baseline's."""
-    figure = name in FIGURES or name.startswith("memory-") and name.endswith(".png")
+    figure = name in (*FIGURES, PLANNER_FIGURE) or name.startswith("memory-") and name.endswith(".png")
     others = name in COMPARISON_FILES or name.endswith(BASELINE_SUFFIX)
     return name == RUN_JSON or name in TABLE_FILES or figure or others
 

@@ -135,6 +135,7 @@ def domain_summary(
             & ~(refused | clamped | crashed),
             "crashed": crashed,
             "ran": by_domain.size().reindex(domains, fill_value=0).to_numpy() > 0,  # a failed start never did
+            "static_max_pages": act("static_max_pages"),  # 0 for a domain that never ran
             "last_target_refused": refused,
             "last_target_clamped": clamped,
             "toolstack_refusals": kind("mem_set_failed").to_numpy(),
