@@ -465,6 +465,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     from balloonsim.scenario.squeeze_case import is_squeeze_test
 
     if is_squeeze_test(args.scenario):
+        if args.set:
+            raise ScenarioError([f"{args.scenario}: --set changes a scenario; a squeeze_test case takes none"])
         return cmd_squeeze_test(args)
     settings = dict(parse_setting(text, "--set") for text in args.set)
     with warnings_printed(sys.stderr):

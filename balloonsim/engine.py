@@ -215,7 +215,8 @@ class Simulation:
             "balloonsim_version": __version__,
             "duration_ns": self.scenario.duration,
             "host_needed_pages": self.scenario.host.needed,
-            "domains": len(self.guests),
+            "domains": len(self.scenario.domains),
+            "domains_run": len(self.guests),  # fewer when a start failed
             "timeline_rows": self.recorder.rows,
             "wall_s": round(wall_s, 3),
             "settings": run_settings(self.scenario),

@@ -320,6 +320,14 @@ def test_bad_case_file_is_one_line_per_problem(tmp_path, capsys):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_case_takes_no_set(tmp_path, capsys):
+    assert main(["run", str(CASES / "a.yaml"), "--set", "host.total=1GiB", "-o", str(tmp_path / "out")]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        f"{CASES / 'a.yaml'}: --set changes a scenario; a squeeze_test case takes none"
+    ]
+    assert not (tmp_path / "out").exists()
+
+
 def test_run_help_says_what_a_squeeze_test_exits_with(capsys):
     with pytest.raises(SystemExit):
         main(["run", "--help"])
