@@ -126,6 +126,7 @@ class Simulation:
             observer=self,
             bulk_iterations=self._bulk_iterations,
             rows_every_pass=self.scenario.progress_every == 0,
+            stoppable=any(e.stop and e.domain == spec.name for e in self.scenario.events),
         )
         self.guests.append(guest)
         self._slots[index] = guest

@@ -171,3 +171,33 @@ def test_a_deadline_needs_a_start_and_dynamic_min_may_not_pass_dynamic_max():
         make_scenario(domain={"start_deadline": "5s"})
     with pytest.raises(Exception, match="dynamic_min: 262144 pages .* is above dynamic_max"):
         make_scenario(domain={"dynamic_min": "1GiB", "dynamic_max": "512MiB"})
+
+
+@pytest.mark.parametrize("at", ["0s", "1500ms"])
+def test_a_stop_during_a_balloon_pass_ends_it_there(at):
+    # target 0 at t=0 with 1 ms a page released (xen_page_out): the pass would take 262 s, a batch of
+    # 512 pages at a time, each batch's pages out at its start and its 0.512 s passing after it.  The
+    # stop (at once, or at 1.5 s: batches started at 0, 0.512 and 1.024 s, 1536 pages out) destroys
+    # the domain with what it still holds, and the delayed work never touches it again (no row after
+    # the stop but the end's; all host memory free)
+    s = make_scenario(
+        [{"at": "0s", "domain": "g", "target": "0KiB"}, {"at": at, "domain": "g", "stop": True}],
+        domain={**PV, "costs": {"xen_page_out": "1ms", "cond_resched": "0s"}},
+        host={"total": "2GiB"},
+        duration="5s",
+    )
+    r = run(s)
+    stopped = r.events[r.events["kind"] == "domain_stopped"].iloc[0]
+    released = 0 if at == "0s" else 3 * 512
+    assert stopped["pages"] == 1 * GiB - released
+    g = r.domain("g")
+    assert list(g[g["time_s"] > stopped["time_s"]]["cause"]) == ["end"]
+    assert r.host["host_free"].iloc[-1] == 2 * GiB
+
+
+def test_a_host_without_memory_is_refused():
+    # every domain starts later and nothing is free: the host would have 0 pages
+    with pytest.raises(Exception, match="host.free: the host would have no memory at all"):
+        make_scenario(domains=[{"name": "a", "memory": "1GiB", "start": "1s", **PV}], host={"free": 0})
+    with pytest.raises(Exception, match="host.total: a host has some memory"):
+        make_scenario(domains=[{"name": "a", "memory": "1GiB", "start": "1s", **PV}], host={"total": 0})

@@ -84,6 +84,7 @@ class GuestKernel:
         observer: KernelObserver,
         bulk_iterations: bool = True,
         rows_every_pass: bool = False,
+        stoppable: bool = False,
     ):
         self.env = env
         self.spec = spec
@@ -158,7 +159,8 @@ class GuestKernel:
         self.untouched = domain.pod.entries
         self._untouched_out = 0  # untouched pages the balloon allocated and has not handed back yet
         self._untouched_scrubbed = 0  # of those, the ones it zeroed (faulted in)
-        self.crashed = False
+        self.crashed = False  # gone: crashed, panicked or stopped; nothing in it runs again
+        self.stoppable = stoppable  # the scenario stops it (xl shutdown) at some point
         self.mm.boot_alloc(self.mm.kernel, kconf.used_at_boot)
         self.mm.boot_alloc(self.mm.slab, kconf.slab_reclaimable)
         self._fault_in_untouched()
@@ -403,8 +405,9 @@ class GuestKernel:
         def until_crash() -> Process:
             return self._until_crash(func())
 
-        # only a guest with untouched PoD pages can crash; a crash ends the work function where it is
-        run = until_crash if self.untouched else func
+        # only a guest with untouched PoD pages can crash, and only a stopped one stops; either ends the
+        # work function where it is
+        run = until_crash if self.untouched or self.stoppable else func
         work = DelayedWork(self.env, self.clock, run, f"{self.name}/{name}", lambda: self._work_finished(work))
         self._works.append(work)
         return work
@@ -531,7 +534,10 @@ class GuestKernel:
             thread.stop()
 
     def _work_finished(self, work: DelayedWork) -> None:
-        """A worker pass ended: memory it populated may meet waiting demand; its outcome is told."""
+        """A worker pass ended: memory it populated may meet waiting demand; its outcome is told
+        (not for a pass the domain's end cut short: nothing of it is left to tell)."""
+        if self.crashed:
+            return
         self._pass_finished(work.name, work.pending and work.expiry <= self.jiffies)
         self.observer.pass_done(self)
 

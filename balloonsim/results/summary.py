@@ -27,8 +27,9 @@ def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
     tgt = timeline["target_pages"].to_numpy()[order]
     cause = timeline["cause"].to_numpy()[order]
 
-    new_domain = np.r_[True, dom[1:] != dom[:-1]]
-    starts_episode = new_domain | np.r_[True, tgt[1:] != tgt[:-1]]
+    n = len(t)  # 0 when no domain ever ran (every start failed): no episodes
+    new_domain = np.r_[True, dom[1:] != dom[:-1]][:n]
+    starts_episode = new_domain | np.r_[True, tgt[1:] != tgt[:-1]][:n]
     start = np.flatnonzero(starts_episode)
     episode = np.cumsum(starts_episode) - 1
     hits = np.flatnonzero(cur == tgt)
@@ -37,11 +38,11 @@ def target_episodes(timeline: pd.DataFrame) -> pd.DataFrame:
     first_hit[hit_episodes] = hits[first]
     reached = first_hit >= 0
 
-    last_row = np.r_[start[1:] - 1, len(t) - 1]  # the episode's last row
-    domain_ends = np.r_[new_domain[start][1:], True]  # is the next episode another domain's?
+    last_row = np.r_[start[1:] - 1, n - 1][: len(start)]  # the episode's last row
+    domain_ends = np.r_[new_domain[start][1:], True][: len(start)]  # is the next episode another domain's?
     set_ns = t[start]
     reached_ns = np.where(reached, t[np.maximum(first_hit, 0)], -1)
-    until_ns = np.where(domain_ends, t[last_row], t[np.minimum(last_row + 1, len(t) - 1)])
+    until_ns = np.where(domain_ends, t[last_row], t[np.minimum(last_row + 1, n - 1)])
     return pd.DataFrame(
         {
             "domain": pd.Categorical.from_codes(dom[start], dtype=timeline["domain"].dtype),
@@ -94,7 +95,9 @@ def domain_summary(
         return [activity.get(str(d), {}).get(name, 0) for d in domains]
 
     held_s = ns_to_s(row_durations(timeline))
-    low_mark = timeline["domain"].astype(str).map(dict(zip(map(str, domains), act("wmark_low_pages"), strict=True)))
+    low_mark = (
+        timeline["domain"].astype(str).map(dict(zip(map(str, domains), act("wmark_low_pages"), strict=True)))
+    ).to_numpy(dtype="int64")
 
     def seconds_when(mask: pd.Series | np.ndarray) -> np.ndarray:
         held = pd.Series(np.where(mask, held_s, 0.0))

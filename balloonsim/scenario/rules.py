@@ -242,6 +242,10 @@ def scenario_problems(scenario: Scenario) -> list[Issue]:
         released = sum(e.host_free for e in scenario.events if e.host_free is not None)
         if host.free + booted + released > units.MAX_PAGES:
             return [(("host", "free"), f"free plus the domains and the host_free events: {units.SIZE_LIMIT}")]
+        if host.free + booted + released == 0:
+            return [(("host", "free"), "the host would have no memory at all: give it a total, or free memory")]
+    if host.total == 0:
+        return [(("host", "total"), "a host has some memory: more than 0")]
     return []
 
 
