@@ -7,7 +7,7 @@
 >>> balloonsim.compare(scenario, a={"balloon.max_retry_count": 4}, b={"balloon.max_retry_count": 1}).changed
 """
 
-__version__ = "0.3.0"
+__version__ = "0.4.0"
 
 from balloonsim.comparison import Comparison, compare  # noqa: E402
 from balloonsim.engine import run  # noqa: E402
