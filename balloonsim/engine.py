@@ -100,7 +100,7 @@ class Simulation:
         self._starts_due = sum(spec.start is not None for spec in scenario.domains)
         for i, spec in enumerate(scenario.domains):
             if spec.start is not None:
-                Timer(self.env, spec.start, EVENT).callbacks.append(lambda _, i=i: self.env.process(self._start(i)))
+                Timer(self.env, spec.start, EVENT).callbacks.append(lambda _, i=i: self._start(i))
 
     def _build(self, index: int) -> GuestKernel:
         """libxl's domain build: the domain gets its memory from Xen's free pool, its kernel is set up."""
@@ -133,27 +133,32 @@ class Simulation:
         self._index[guest] = index
         return guest
 
-    def _start(self, index: int) -> Process:
+    def _start(self, index: int) -> None:
         """``xl create`` during the run: the manager makes room (its own rules and timeouts), then the
-        domain is built and boots; a start that gets no room, or gets it after its deadline, fails.
+        domain is built and boots; a start that gets no room, or not within its deadline, fails.
         Events ``start_asked``, then ``started`` or ``start_failed`` (value: the latency, ns)."""
         spec, env = self.scenario.domains[index], self.env
-        asked = env.now
         self._starts_due -= 1
-        self.recorder.event(asked, index, "start_asked", spec.memory, -1, f"xl create {spec.name}")
-        room = env.process(self.manager.make_room(self.io, spec.memory))
-        if spec.start_deadline is None:
-            yield room
-        else:
-            yield room | Timer(env, spec.start_deadline, EVENT)
-        late = spec.start_deadline is not None and not room.triggered
-        free = self.host.free_pages
-        if late or not room.value or free < spec.memory:
-            why = (
-                f"not running within its deadline ({format_ns(spec.start_deadline)})"
-                if late
-                else f"the host has {format_pages(free)} free, the domain needs {format_pages(spec.memory)}"
+        self.recorder.event(env.now, index, "start_asked", spec.memory, -1, f"xl create {spec.name}")
+        attempt = env.process(self._attempt(index, env.now))
+        if spec.start_deadline is not None:  # the manager is stopped where it is (its locks released)
+            Timer(env, spec.start_deadline, EVENT).callbacks.append(
+                lambda _: attempt.is_alive and attempt.interrupt("deadline")
             )
+
+    def _attempt(self, index: int, asked: int) -> Process:
+        """The manager's make_room, then at once, in the same step, the build: nothing (the manager's
+        own daemon, a guest) can take the room between the two."""
+        spec, env = self.scenario.domains[index], self.env
+        try:
+            room = yield from self.manager.make_room(self.io, spec.memory)
+        except simpy.Interrupt:
+            room, why = False, f"not running within its deadline ({format_ns(spec.start_deadline or 0)})"
+        else:
+            free = self.host.free_pages
+            why = f"the host has {format_pages(free)} free, the domain needs {format_pages(spec.memory)}"
+            room = room and free >= spec.memory
+        if not room:
             self.recorder.event(env.now, index, "start_failed", spec.memory, env.now - asked, why)
             return
         guest = self._build(index)

@@ -7,6 +7,8 @@ the numbers follow from the pages alone.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from balloonsim.managers.base import PeriodicManager
@@ -201,3 +203,19 @@ def test_a_host_without_memory_is_refused():
         make_scenario(domains=[{"name": "a", "memory": "1GiB", "start": "1s", **PV}], host={"free": 0})
     with pytest.raises(Exception, match="host.total: a host has some memory"):
         make_scenario(domains=[{"name": "a", "memory": "1GiB", "start": "1s", **PV}], host={"total": 0})
+
+
+def test_the_room_a_manager_made_is_the_new_domains_at_once():
+    # squeezed frees newvm's 4 GiB by 61.5 s (managers.yaml, asked at 59.5 s with a deadline) while
+    # its balance thread is due at 60, 70 s...: the build must follow make_room in the same step, or
+    # the balance thread sees the 4 GiB as surplus, hands it back to the guests, and the build then
+    # leaves them nothing to populate (EAGAIN, populate_refused)
+    from balloonsim.scenario import load_scenario
+
+    s = load_scenario(Path(__file__).parents[1] / "scenarios" / "managers.yaml").replace(
+        {"host.manager": {"kind": "squeezed"}, "domains.newvm.start": "59500ms", "domains.newvm.start_deadline": "30s"}
+    )
+    r = run(s)
+    assert [(t, k) for t, _, k, _ in starts(r) if k != "start_asked"] == [(61.5, "started")]
+    ev = r.events
+    assert not ev["kind"].isin(["populate_refused", "EAGAIN"]).any()

@@ -221,9 +221,11 @@ class Qmemman:
             yield turn
             self._report_goal(io, size + self.free_left)
             started = io.now
-            failure = yield from self._do_balloon(io, size)
-            self.refresh_domain_list = True
-        self._report_goal(io, self.free_left)
+            try:
+                failure = yield from self._do_balloon(io, size)
+            finally:  # also when the start is given up (its deadline)
+                self.refresh_domain_list = True
+                self._report_goal(io, self.free_left)
         took = format_ns(io.now - started)
         if failure:
             io.report("do_balloon", None, pages, 0, f"FAIL after {took}: {failure}")
