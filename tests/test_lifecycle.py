@@ -219,3 +219,14 @@ def test_the_room_a_manager_made_is_the_new_domains_at_once():
     assert [(t, k) for t, _, k, _ in starts(r) if k != "start_asked"] == [(61.5, "started")]
     ev = r.events
     assert not ev["kind"].isin(["populate_refused", "EAGAIN"]).any()
+
+
+def test_a_dynamic_max_above_static_max_and_a_start_after_the_end_are_refused():
+    with pytest.raises(Exception, match="dynamic_max: 524288 pages .* is above static-max"):
+        make_scenario(domain={"dynamic_max": "2GiB"})  # static-max defaults to memory, 1 GiB
+    with pytest.raises(Exception, match="domains.1.start: after the end of the run"):
+        make_scenario(
+            domains=[{"name": "a", "memory": "1GiB", **PV}, {"name": "b", "memory": "1GiB", "start": "101s", **PV}],
+            host={"total": "3GiB"},
+            duration="100s",
+        )

@@ -150,7 +150,7 @@ def scenarios(draw):
     return Scenario.model_validate(
         {
             "name": "random",
-            "duration": f"{last + draw(st.sampled_from([0, 3000, 60000]))}ms",
+            "duration": f"{max(last + draw(st.sampled_from([0, 3000, 60000])), 3000)}ms",  # after every start
             "host": {
                 "free": f"{free} pages",
                 "manager": {"kind": draw(st.sampled_from(MANAGERS.names()))},

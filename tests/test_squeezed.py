@@ -433,3 +433,21 @@ def test_registered_with_upstreams_defaults():
     assert isinstance(params, SqueezedParams)
     assert (params.host_free_target, params.free_memory_tolerance, params.inaccuracy) == (73728, 512, 4)
     assert (params.balance_check_interval, params.wait, params.stuck_after) == (10 * 10**9, 10**9, 5 * 10**9)
+
+
+@pytest.mark.parametrize("manage_domain_zero", [False, True])
+def test_dom0_moves_only_with_manage_domain_zero(manage_domain_zero):
+    # a is dom0 (initial_domain): without manage-domain-zero it cannot balloon, so it is not active:
+    # only b's range counts.  maximum free = 0 + b's min_freeable 262136; surplus 262136 - 73728 =
+    # 188408 over b's range 262144: gamma 0.71871..., b -> 786432 + trunc(188408) = 974840 KiB, a
+    # left alone.  With it, the targets of test_balance_thread_sets_proportional_targets_at_its_first_check.
+    domains = [dict(PV, name="a", dynamic_min="512MiB", initial_domain=True), dict(PV, name="b", dynamic_min="768MiB")]
+    host = {"free": "0 pages", "manager": {"kind": "squeezed", "manage_domain_zero": manage_domain_zero}}
+    result = Simulation(make_scenario(domains=domains, host=host, duration="12s")).run(progress=False)
+    acted = result.timeline[result.timeline.cause == "manager"]
+    last = acted.groupby("domain", observed=True).last()
+    if manage_domain_zero:
+        assert last.loc["a", "target_pages"] == 999413 // 4 and last.loc["b", "target_pages"] == 1023994 // 4
+    else:
+        assert "a" not in last.index.astype(str)
+        assert last.loc["b", "target_pages"] == 974840 // 4

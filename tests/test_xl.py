@@ -80,3 +80,14 @@ def test_a_dom0_that_takes_time_is_waited_for_while_it_makes_progress():
     # not there; at 9 s it is: the start goes on at 9 s
     r = run(make_scenario(**host({"costs": "runtime"})))
     assert start_events(r) == [(9.0, "started", 4 * S)]
+
+
+def test_dom0_is_not_asked_below_128_mib():
+    # an 8 GiB start on the 6 GiB host: dom0's target would be 4 GiB + 2 GiB - 8 GiB < 0, so 0, below
+    # LIBXL_MIN_DOM0_MEM (128 MiB): libxl refuses it and freemem fails at once, dom0 untouched
+    s = host()
+    s["domains"][1]["memory"] = "8GiB"
+    r = run(make_scenario(**s))
+    assert start_events(r) == [(5.0, "start_failed", 0)]
+    assert (r.domain("dom0")["cause"] != "manager").all()
+    assert "below 128MiB" in r.events[r.events["kind"] == "freemem_failed"]["message"].iloc[0]

@@ -131,7 +131,7 @@ class AutoBalloonParams(ManagerParams):
         "option ballooning-target; older pvestatd hard-codes 80)",
     )
     update_time: Nanoseconds = Field(
-        "10s", description="pvestatd's status cycle; the first cycle after start-up does nothing"
+        "10s", gt=0, description="pvestatd's status cycle; the first cycle after start-up does nothing"
     )
     maxchange: Pages = Field("100MiB", description="the most one pass moves a VM from its current size")
     dead_band: Pages = Field("10MiB", description="a goal within this much of zero moves nothing")

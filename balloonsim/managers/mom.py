@@ -62,7 +62,9 @@ class MomParams(ManagerParams):
         "(no balloon_enabled switch, no missing-data guard, no guaranteed-memory pass)",
     )
     balloon_enabled: bool = Field(
-        True, description="the cluster's memory balloon optimization (vdsm's balloonEnabled): off, guests only grow"
+        True,
+        description="the cluster's memory balloon optimization (vdsm's balloonEnabled, which 00-defines.policy "
+        "leaves at 0 until the engine sets it; on here, as for a cluster with ballooning): off, guests only grow",
     )
     pressure_threshold: float = Field(
         0.20, ge=0, le=1, description="host free memory (fraction of its total) below which guests shrink"

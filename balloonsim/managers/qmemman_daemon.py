@@ -270,7 +270,7 @@ class Qmemman:
         name = self.names[qid]
         io.apply(SetMaxPages(name, kib_to_pages(int(val / 1024) + MAXMEM_SLACK_KIB)))
         io.apply(SetPodTarget(name, int(val / 1024) // KIB_PER_PAGE))  # xc.domain_set_target_mem: KiB / 4
-        io.apply(SetTarget(name, int(val / 1024 - TARGET_SHORTFALL_KIB)))
+        io.apply(SetTarget(name, max(0, int(val / 1024 - TARGET_SHORTFALL_KIB))))  # a target is never negative
 
     def _clear_outdated_error_markers(self) -> None:
         for dom in self.doms.values():

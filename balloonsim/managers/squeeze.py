@@ -386,7 +386,7 @@ def change_host_free_memory(
         for action in result.actions:
             io.execute_action(action.domid, action.target)
         yield settings.wait
-    raise IterationLimit(required, io.make_host().free, iterations)
+    raise IterationLimit(required, host.free, iterations)  # the last snapshot's (make_host acts on maxmems)
 
 
 # -- entry points ---------------------------------------------------------------------------------

@@ -64,9 +64,14 @@ class SqueezedParams(ManagerParams):
         "512KiB", description="free memory this far above the target still counts as balanced"
     )
     balance_check_interval: Nanoseconds = Field(
-        "10s", description="how often the balance thread looks for an unbalanced host (balance-check-interval)"
+        "10s", gt=0, description="how often the balance thread looks for an unbalanced host (balance-check-interval)"
     )
-    wait: Nanoseconds = Field("1s", description="the control loop's wait between iterations")
+    manage_domain_zero: bool = Field(
+        False,
+        description="squeezed's manage-domain-zero: balloon dom0 (the initial_domain) too; off, as upstream's "
+        "default, dom0 is never asked to move",
+    )
+    wait: Nanoseconds = Field("1s", gt=0, description="the control loop's wait between iterations")
     stuck_after: Nanoseconds = Field(
         "5s", description="a driver with no progress towards its target for longer than this is stuck"
     )
@@ -87,6 +92,7 @@ class XenIO:
         self.target_host_free_mem = params.host_free_target
         self.free_memory_tolerance = params.free_memory_tolerance
         self.inaccuracy = params.inaccuracy
+        self.manage_domain_zero = params.manage_domain_zero
         self._names: dict[int, str] = {}
         self._targets: dict[int, int] = {}  # what squeezed last read or wrote, KiB
         self._maxmems: dict[int, int] = {}  # in target terms (less the offset), KiB
@@ -112,7 +118,7 @@ class XenIO:
         target = actual if d.target_kib is None else d.target_kib  # no target written: where it is
         return Domain(
             d.domid,
-            True,
+            not d.initial_domain or self.manage_domain_zero,  # can_balloon
             pages_to_kib(d.dynamic_min_pages),
             target,
             pages_to_kib(d.dynamic_max_pages),

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 FREEMEM_RETRIES = 3  # freemem(): retries = 3
 TARGET_WAIT_S = 10  # libxl_wait_for_memory_target(ctx, 0, 10)
 TARGET_POLL_S = 2  # its sleep(2) between looks
+LIBXL_MIN_DOM0_MEM_KIB = 128 * 1024  # libxl_internal.h
 
 
 class XlParams(ManagerParams):
@@ -62,7 +63,13 @@ class Xl:
             if dom0 is None or dom0.target_kib is None:
                 io.report("freemem_failed", None, pages, -1, "no dom0 (initial_domain) with a memory/target to balloon")
                 return False
-            io.apply(SetTarget(dom0.name, dom0.target_kib + free_kib - need_kib))  # relative, not enforced
+            # libxl_set_memory_target(relative=1, enforce=0): the target falls by the shortfall, to 0 at
+            # the least, and dom0 is refused one below LIBXL_MIN_DOM0_MEM (ERROR_INVAL: freemem fails)
+            target_kib = max(0, dom0.target_kib + free_kib - need_kib)
+            if target_kib < LIBXL_MIN_DOM0_MEM_KIB:
+                io.report("freemem_failed", dom0.name, pages, -1, f"dom0's new target {target_kib}KiB is below 128MiB")
+                return False
+            io.apply(SetTarget(dom0.name, target_kib))
             reached = yield from wait_for_memory_target(io, dom0.name, TARGET_WAIT_S)
             if not reached:
                 io.report("freemem_failed", dom0.name, pages, -1, "dom0 did not reach its target")

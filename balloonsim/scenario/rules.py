@@ -155,9 +155,18 @@ def domain_problems(d: Domain) -> list[Issue]:
                 "give dynamic_min <= dynamic_max (dynamic_min defaults to memory, dynamic_max to static-max)",
             )
         )
+    static_max = d.static_max_pages
+    if d.dynamic_max is not None and static_max is not None and d.dynamic_max_pages > static_max:
+        # xapi: dynamic_min <= dynamic_max <= static_max; a target above static-max is refused by libxl
+        problems.append(
+            (
+                ("dynamic_max",),
+                f"{format_pages(d.dynamic_max_pages)} is above static-max ({format_pages(static_max)}): "
+                "no toolstack sets a target above static-max",
+            )
+        )
     if d.start_deadline is not None and d.start is None:
         problems.append((("start_deadline",), "a deadline is for a domain started during the run: give start too"))
-    static_max = d.static_max_pages
     if static_max is not None and static_max < d.memory and d.toolstack == "libxl" and d.type != "pv":
         # libxl__build_post writes memory/static-max = max_memkb, and libxl__build_dom gives an HVM or
         # PVH guest max_memkb - video_memkb of RAM: static-max is never below its memory
@@ -228,6 +237,9 @@ def scenario_problems(scenario: Scenario) -> list[Issue]:
                 f"exceeds the host total ({format_pages(host.total)})",
             )
         ]
+    late = [i for i, d in enumerate(scenario.domains) if d.start is not None and d.start > scenario.duration]
+    if late:
+        return [(("domains", i, "start"), "after the end of the run: it would never be asked") for i in late]
     too_much = (i for i, e in enumerate(scenario.events) if host.total is not None and (e.host_free or 0) > host.total)
     if (i := next(too_much, None)) is not None:
         free = scenario.events[i].host_free

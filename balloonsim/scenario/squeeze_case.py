@@ -83,7 +83,7 @@ class SqueezeTestDomain(Model):
     floor: KiB | None = Field(None, description="idealised_vm_with_limit: the hidden floor it cannot go under")
     ceiling: KiB | None = Field(None, description="idealised_vm_with_upper_limit: the hidden ceiling")
     interval: Nanoseconds | None = Field(
-        None, description="intermittently_stuck_vm: it moves this long, then stalls this long, from t=0"
+        None, gt=0, description="intermittently_stuck_vm: it moves this long, then stalls this long, from t=0"
     )
 
     @model_validator(mode="after")
@@ -94,6 +94,8 @@ class SqueezeTestDomain(Model):
         if missing or extra:
             takes = ", ".join(wanted) or "no parameters"
             raise ValueError(f"driver {self.driver} takes {takes}; " + _listed(missing, extra))
+        if self.dynamic_min > self.dynamic_max:
+            raise ValueError(f"dynamic_min {self.dynamic_min}KiB is above dynamic_max {self.dynamic_max}KiB")
         return self
 
     def record(self) -> Domain:

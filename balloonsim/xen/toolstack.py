@@ -80,10 +80,12 @@ class Toolstack:
 
         ``pod_entries``: the guest's RAM when it is built with PoD (0: populated in full); its PoD
         cache is then memory less the video RAM the device model populates.  libxl writes
-        ``from_free``: built during the run, from Xen's free memory (see ``Host.create_domain``).
         ``memory/static-max``, ``memory/target`` and ``memory/videoram`` (libxl__build_post,
         tools/libs/light/libxl_dom.c); xend (``kind="xend"``) wrote static-max as
         ``memory/memory_static_max``.  None leaves a key unwritten.
+
+        ``from_free``: a domain built during the run takes its pages from Xen's free memory (the
+        domains of t=0 from the host's total; see ``Host.create_domain``).
         """
         pod = PodPool(pod_entries, memory_pages - videoram_pages) if pod_entries else None
         dom = self.host.create_domain(name, memory_pages, max_pages, pod, pv, from_free)
