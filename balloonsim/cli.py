@@ -623,7 +623,10 @@ def render_summary(result: Result) -> str:
 
 def planner_line(p: Any) -> str:
     """'planner (manager squeezed): starts 3/4 ok (latency median 2.1s, max 4.02s; failed: d), goal reached
-    2/2 (longest 3.1s), stranded 0 MiB mean, idle in guests 812 MiB mean, overcommit max 1.25, stuck: none'."""
+    2/2 (longest 3.1s), stranded 0 MiB mean, idle in guests 812 MiB mean, overcommit (Σ static-max / host) max
+    1.25, stuck: d'."""
+    from balloonsim.results.planner import OVERCOMMIT
+
     parts = []
     if p.starts:
         latency = (
@@ -634,11 +637,14 @@ def planner_line(p: Any) -> str:
         failed = f"; failed: {p.failed_starts}" if p.starts_failed else ""
         parts.append(f"starts {p.starts_ok}/{p.starts} ok ({latency}{failed})")
     if p.goals:
-        longest = "never" if math.isinf(p.time_to_goal_max_s) else _seconds(p.time_to_goal_max_s)
-        parts.append(f"goal reached {p.goals_reached}/{p.goals} (longest {longest})")
+        if p.goals_reached == p.goals:
+            wait = f"longest {_seconds(p.time_to_goal_max_s)}"
+        else:
+            wait = f"{p.goals - p.goals_reached} never reached" if p.goals_reached else "never reached"
+        parts.append(f"goal reached {p.goals_reached}/{p.goals} ({wait})")
     parts.append(f"stranded {_mib(p.stranded_free_mean_pages)} mean")
     parts.append(f"idle in guests {_mib(p.idle_held_mean_pages)} mean")
-    parts.append(f"overcommit max {p.overcommit_max:.3g}")
+    parts.append(f"{OVERCOMMIT} max {p.overcommit_max:.3g}")
     if p.guests_stuck:
         parts.append(f"stuck: {p.stuck_guests}")
     return f"planner (manager {p.manager}): " + ", ".join(parts)

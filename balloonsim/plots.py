@@ -11,7 +11,7 @@ settings), and every legend says what its lines and marks mean:
 * ``host_figure``: host free memory, the domains' pages, and the free
   memory the host needs (``host.needed``), with when it got there;
 * ``host_memory_figure``: what a capacity planner looks at: every guest's
-  memory stacked (the largest few, the rest summed), host free memory, the
+  memory stacked (the largest few in start order, the rest summed), host free memory, the
   host manager's goal, VM starts (started or failed) and stops;
 * ``memory_figure``: one guest's memory by holder, stacked, with
   MemAvailable, swap and unmet demand;
@@ -308,10 +308,21 @@ def largest_guests(result: Result, count: int = STACKED_GUESTS) -> list[str]:
     return [str(d) for d in peak.sort_values(ascending=False, kind="stable").index[:count]]
 
 
+def in_start_order(rows: dict[str, pd.DataFrame], scenario_order: pd.Index) -> list[str]:
+    """The domains by when each first held memory, those that ran together in scenario order: a
+    stack in this order grows a band on top at each start, the bands under it stay put."""
+
+    def first_held(name: str) -> tuple[float, int]:
+        held = rows[name]["time_ns"].to_numpy()[rows[name]["dom_pages"].to_numpy() > 0]
+        return (float(held[0]) if len(held) else np.inf, scenario_order.get_loc(name))
+
+    return sorted(rows, key=first_held)
+
+
 def host_memory_figure(result: Result) -> Figure:
-    """Each guest's memory stacked (the STACKED_GUESTS largest, the others as one band) and other
-    consumers, under the host's total; below, host free memory and the manager's goal, with VM
-    starts (started or failed, at the time asked) and stops marked."""
+    """Each guest's memory stacked (the STACKED_GUESTS largest in start order, then the others as
+    one band) and other consumers on top, under the host's total; below, host free memory and the
+    manager's goal, with VM starts (started or failed, at the time asked) and stops marked."""
     host = result.host
     end_ns = int(result.metadata.get("duration_ns") or (host["time_ns"].max() if len(host) else 0))
     t_div, t_label = time_unit(end_ns / 1e9)
@@ -320,8 +331,8 @@ def host_memory_figure(result: Result) -> Figure:
     # the state after an instant's last row holds from that instant: search the rows' times
     total = host["host_free"].to_numpy() + host["domain_pages"].to_numpy() + host["other_pages"].to_numpy()
     div, unit = size_unit(_peak(pd.Series(total)))
-    shown = largest_guests(result)
-    rows = rows_by_domain(result.timeline, shown)
+    rows = rows_by_domain(result.timeline, largest_guests(result))
+    shown = in_start_order(rows, result.timeline["domain"].cat.categories)
     bands = [values_at(rows[n]["time_ns"].to_numpy(), rows[n]["dom_pages"].to_numpy(), grid) for n in shown]
     all_guests = values_at(time_ns, host["domain_pages"].to_numpy(), grid)
     others = all_guests - np.sum(bands, axis=0) if bands else all_guests

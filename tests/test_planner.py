@@ -121,7 +121,8 @@ def test_a_run_without_starts_or_manager_has_no_planner_metrics_and_one_with_has
 def test_the_console_prints_the_planner_line(starts):
     text = render_summary(starts)
     assert "planner (manager none): starts 2/3 ok (latency median 0s, max 0s; failed: c)" in text
-    assert "idle in guests 1510 MiB mean" in text and "overcommit max 1" in text
+    planner = text.splitlines()[-1]
+    assert "idle in guests 1510 MiB mean" in planner and planner.endswith("overcommit (Σ static-max / host) max 1")
     never_ran = next(line for line in text.splitlines() if line.startswith("c "))  # its start failed
     assert never_ran.split() == ["c", "-", "-", "-", "no", "(never", "ran)", *["-"] * 7]
     assert "planner" not in render_summary(run(scenario([guest("a", "1GiB")], total="2GiB")))
@@ -210,22 +211,85 @@ def test_guests_declared_stuck_are_named(goals):
     assert "stuck: g" in render_summary(goals) and "goal reached 2/2 (longest 5s)" in render_summary(goals)
 
 
-def test_a_goal_never_reached_takes_for_ever():
-    # the goal toy on a host that never gets 1.5 GiB free (1 GiB): at 12 s, 2 s below it
+def run_goal_toy(free: str):
+    """The goal toy for 12 s on a 3 GiB host with ``free`` free and g (1 GiB) running."""
     with MANAGERS.registered("goal-toy", GoalReporter):
         short = Scenario.model_validate(
             {
                 "name": "short",
                 "duration": "12s",
-                "host": {"total": "3GiB", "free": "1GiB", "manager": {"kind": "goal-toy"}},
+                "host": {"total": "3GiB", "free": free, "manager": {"kind": "goal-toy"}},
                 "domains": [guest("g", "1GiB")],
             }
         )
-        r = run(short)
+        return run(short)
+
+
+def test_a_goal_never_reached_takes_for_ever():
+    # a host that never gets 1.5 GiB free (1 GiB): at 12 s, 2 s below it
+    r = run_goal_toy("1GiB")
     p = r.planner.iloc[0]
     assert (p["goals_reached"], p["time_to_goal_max_s"], p["below_goal_s"]) == (1, math.inf, 2.0)
     assert run_metrics(r).set_index("metric").loc["time_to_goal", "value"] == math.inf
-    assert "goal reached 1/2 (longest never)" in render_summary(r)
+    assert "goal reached 1/2 (1 never reached)," in render_summary(r)
+    # 128 MiB free: below 256 MiB from t=0, below 1.5 GiB after: neither goal is ever reached
+    assert "goal reached 0/2 (never reached)," in render_summary(run_goal_toy("128MiB"))
+
+
+class LateGoal:
+    """A toy manager that says nothing for 5 s (as autoballoon's first pass), then aims at 512 MiB free."""
+
+    Params = ManagerParams
+
+    def __init__(self, params):
+        pass
+
+    def daemon(self, io):
+        yield io.sleep(5 * S)
+        io.report("goal", None, 512 * MiB)
+
+    def make_room(self, io, pages):
+        return io.free_pages >= pages
+        yield
+
+
+@pytest.fixture(scope="module")
+def late_goal():
+    # 3 GiB host, 1 GiB free all along, g (1 GiB) lacking memory all along (its reader's 1 GiB file
+    # never fits in its cache), for 10 s
+    with MANAGERS.registered("late-goal", LateGoal):
+        s = Scenario.model_validate(
+            {
+                "name": "late",
+                "duration": "10s",
+                "host": {"total": "3GiB", "free": "1GiB", "manager": {"kind": "late-goal"}},
+                "domains": [guest("g", "1GiB", workloads=[{"name": "reader", "constant": {"cache": "1GiB"}}])],
+            }
+        )
+        return run(s)
+
+
+def test_before_the_first_goal_there_is_none_and_nothing_is_stranded(late_goal):
+    s = late_goal.planner_series
+    before, after = s[s["time_s"] < 5], s[s["time_s"] >= 5]
+    assert len(before) and before["goal"].isna().all() and (after["goal"] == 512 * MiB).all()
+    # stranded: 0 until the goal is known (not 1024 MiB free against a goal of 0), then
+    # 1024 - 512 = 512 MiB; over 10 s: (0·5 + 512·5) / 10 = 256 MiB on average
+    assert not before["stranded_free"].any() and (after["stranded_free"] == 512 * MiB).all()
+    p = late_goal.planner.iloc[0]
+    assert p["stranded_free_mean_pages"] == pytest.approx(256 * MiB)
+    # free (1 GiB) was never below a goal: none before 5 s, 512 MiB after
+    assert p["below_goal_s"] == 0
+    # the figure's goal line has a gap until 5 s: no dashed goal at 0
+    bottom = plots.host_memory_figure(late_goal).axes[1]
+    goal = next(line for line in bottom.get_lines() if line.get_label() == "goal")
+    x, y = np.asarray(goal.get_xdata(), float), np.asarray(goal.get_ydata(), float)
+    assert np.isnan(y[x < 5]).all() and set(y[x >= 5]) == {512.0}  # MiB
+
+
+def test_without_any_goal_the_manager_keeps_nothing_back(starts):
+    # 'none' reports no goal: it is 0 all along, so free memory counts as stranded when a guest lacks some
+    assert (starts.planner_series["goal"] == 0).all()
 
 
 # -- the figure -----------------------------------------------------------------------------------
@@ -240,8 +304,10 @@ def test_the_host_memory_figure_says_what_it_shows(starts):
     top, bottom = fig.axes
     assert "plan, seed 0" in fig._suptitle.get_text()
     assert top.get_ylabel() == "MiB" and bottom.get_xlabel() == "time (s)"
-    # the three guests that ran, largest first (d 1.5 GiB, then a and b, 1 GiB, in file order)
-    assert legend_texts(top)[:3] == ["d", "a", "b"]
+    # the three guests that ran, bottom to top in the order they started (a at 0 s, b at 2 s, d at 6
+    # s): each start adds a band on top, the bands below stay put
+    assert legend_texts(top)[:3] == ["a", "b", "d"]
+    assert [band.get_label() for band in top.collections[:3]] == ["a", "b", "d"]
     labels = legend_texts(bottom)
     assert any(t.startswith("VM started") for t in labels) and any(t.startswith("VM start failed") for t in labels)
     assert any(t.startswith("VM stopped") for t in labels)
@@ -273,8 +339,9 @@ def test_many_guests_are_drawn_as_the_largest_and_the_others(tmp_path):
     r = run(scenario(doms, total="8GiB"))
     top = plots.host_memory_figure(r).axes[0]
     texts = legend_texts(top)
-    # the ten largest, largest first, then one band for the 4 others (g00..g03)
-    assert texts[:11] == [*(f"g{i:02d}" for i in range(13, 3, -1)), "the other 4 guests"]
+    # the ten largest (g04..g13): those that ran from t=0 in scenario order, g13 (started at 1 s)
+    # on top of them, then one band for the 4 others (g00..g03)
+    assert texts[:11] == [*(f"g{i:02d}" for i in range(4, 14)), "the other 4 guests"]
     # the top of the stack (its last band) is Σ of every guest's pages once all run:
     # Σ (300 + 10 i) MiB for i < 14 = 5110 MiB, on an axis in GiB (an 8 GiB host)
     assert top.get_ylabel() == "GiB"

@@ -18,7 +18,8 @@ Definitions (pages; "running": a domain built and not destroyed, i.e. ``dom_page
   memory a target has already promised to a guest that is still ballooning up into it;
 * stranded free (a) = ``max(0, host_free - goal - claimed)`` while some running guest has unmet
   demand, else 0: memory free on the host but promised to nobody, while a guest lacks memory;
-  the goal is 0 before the manager reports one (and with no manager, which keeps nothing back);
+  none before the manager's first goal (it has not said what it keeps free); the goal is 0 all
+  along in a run without goals (no manager, or xl: they keep nothing back);
 * idle held (b) = Σ over running domains of ``max(0, dom_pages - (used + reserve))``, where
   used is qmemman's meminfo "used" (MemTotal - MemFree - page cache - reclaimable slab + swap in
   use; qubes-linux-utils meminfo-writer.c) and the reserve is the guest's caches (page cache and
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 #: the events of a VM start (engine.Simulation._start) and what a manager reports
 START_ASKED, STARTED, START_FAILED = "start_asked", "started", "start_failed"
 GOAL, DECLARED_STUCK = "goal", "declared_stuck"
+#: how the overcommit ratio is labelled wherever it is printed (below 1 it is no overcommit at all)
+OVERCOMMIT = "overcommit (Σ static-max / host)"
 
 
 def domain_sums(timeline: pd.DataFrame, values: np.ndarray) -> np.ndarray:
@@ -69,11 +72,15 @@ def held_ns(time_ns: np.ndarray, end_ns: int) -> np.ndarray:
 
 
 def goal_in_force(events: pd.DataFrame, time_ns: np.ndarray) -> np.ndarray:
-    """The manager's goal at each time (pages): its last ``goal`` event at or before it, else 0."""
+    """The manager's goal at each time (pages): its last ``goal`` event at or before it; NaN before
+    its first (it has not said yet what it keeps free); 0 throughout for a run without any (no
+    manager, or xl's autoballoon: they keep nothing back)."""
     goals = events[events["kind"] == GOAL]
     at = goals["time_ns"].to_numpy()
+    if not len(at):
+        return np.zeros(len(time_ns))
     index = np.searchsorted(at, time_ns, side="right") - 1
-    return np.where(index >= 0, goals["pages"].to_numpy()[np.maximum(index, 0)] if len(at) else 0, 0)
+    return np.where(index >= 0, goals["pages"].to_numpy(dtype=float)[np.maximum(index, 0)], np.nan)
 
 
 def static_max_of_rows(result: Result) -> np.ndarray:
@@ -124,7 +131,8 @@ def planner_series(result: Result) -> pd.DataFrame:
     time_ns = time_ns[order]
     goal = goal_in_force(result.events, time_ns)
     at = {name: values[row] for name, values in state.items()}
-    stranded = np.where(at["guests_lacking"] > 0, np.maximum(0, at["host_free"] - goal - at["claimed"]), 0)
+    # fmax: no goal yet (NaN) strands nothing
+    stranded = np.where(at["guests_lacking"] > 0, np.fmax(0, at["host_free"] - goal - at["claimed"]), 0)
     return pd.DataFrame({"time_ns": time_ns, "time_s": ns_to_s(time_ns), "goal": goal, **at, "stranded_free": stranded})
 
 
