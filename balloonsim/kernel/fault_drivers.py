@@ -18,11 +18,12 @@ from balloonsim.kernel.balloon import BP_DONE, BP_EAGAIN, BpState
 from balloonsim.kernel.balloon_v5_15 import KthreadBalloonDriver
 from balloonsim.kernel.fault_rules import FaultRule, HiddenCeiling, HiddenFloor, Ideal, IntermittentlyStuck, Stuck
 from balloonsim.kernel.interface import GFP_BALLOON, BalloonKernel
+from balloonsim.scenario.model import Fault
 from balloonsim.sim import Process
 from balloonsim.units import NS_PER_S
 
 
-def fault_rule(fault) -> FaultRule:  # noqa: ANN001 (scenario.model.Fault: kernel/ does not import the schema)
+def fault_rule(fault: Fault) -> FaultRule:
     """The scenario's ``balloon.fault`` as squeeze_test's rule, in pages and seconds."""
     if fault.kind == "stuck":
         return Stuck()
@@ -40,7 +41,7 @@ class FaultyBalloonDriver(KthreadBalloonDriver):
 
     def __init__(self, kernel: BalloonKernel, *, memory_hotplug: bool, bulk_iterations: bool = True):
         super().__init__(kernel, memory_hotplug=memory_hotplug, bulk_iterations=bulk_iterations)
-        fault = kernel.spec.balloon.fault
+        fault = kernel.spec.balloon.fault  # the guest kernel's scenario (a test double reads its script)
         self.rule = fault_rule(fault)
         self.tick_jiffies = max(1, fault.tick * kernel.hz // NS_PER_S)
 
