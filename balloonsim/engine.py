@@ -92,7 +92,9 @@ class Simulation:
             self._record(self._index[guest], self.recorder.causes("init"))
         for guest in self.guests:
             guest.start_workloads(self.seed, self._index[guest], scenario.duration)
-        self.io = HostIO(self.env, self.toolstack, self._running, self._manager_acted, self._manager_reported)
+        self.io = HostIO(
+            self.env, self.toolstack, self._running, self._running_guest, self._manager_acted, self._manager_reported
+        )
         params = scenario.host.manager or ManagerParams(kind=NO_MANAGER)
         self.manager = MANAGERS.load(params.kind)(params)
         self._manager_runs = params.kind != NO_MANAGER
@@ -343,6 +345,11 @@ class Simulation:
     def _running(self) -> list[GuestKernel]:
         """The domains running now, in scenario order."""
         return [g for g in self._slots if g is not None and not g.crashed]
+
+    def _running_guest(self, name: str) -> GuestKernel | None:
+        index = self._names.get(name)
+        guest = None if index is None else self._slots[index]
+        return guest if guest is not None and not guest.crashed else None
 
     def _manager_acted(self, name: str) -> None:
         self._record(self._names[name], self._cause_manager)

@@ -49,13 +49,13 @@ def domain_view(toolstack: Toolstack, guest: GuestKernel) -> DomainView:
 
 
 def snapshot(now: int, toolstack: Toolstack, guests: Iterable[GuestKernel]) -> HostView:
-    """The host as a manager reads it: every running domain (none that crashed or stopped)."""
+    """The host as a manager reads it, with the running ``guests`` (none that crashed or stopped)."""
     host = toolstack.host
     return HostView(
         time_ns=now,
         total_pages=host.total_pages,
         free_pages=host.free_pages,
-        domains=tuple(domain_view(toolstack, g) for g in guests if not g.crashed),
+        domains=tuple(domain_view(toolstack, g) for g in guests),
     )
 
 
@@ -87,12 +87,14 @@ class HostIO:
         env: simpy.Environment,
         toolstack: Toolstack,
         guests: Callable[[], Sequence[GuestKernel]],
+        guest: Callable[[str], GuestKernel | None],
         applied: Applied,
         reported: Reported,
     ):
         self.env = env
         self.toolstack = toolstack
         self._guests = guests  # the running guests, in scenario order
+        self._guest = guest  # the running guest of that name, if any
         self._applied = applied
         self._reported = reported
 
@@ -111,11 +113,9 @@ class HostIO:
     def apply(self, action: Action) -> None:
         """Act on a running domain; an action on one that is gone does nothing (the daemon's
         write would fail with ENOENT)."""
-        for guest in self._guests():
-            if guest.name == action.domain and not guest.crashed:
-                if apply(action, self.toolstack, guest):
-                    self._applied(guest.name)
-                return
+        guest = self._guest(action.domain)
+        if guest is not None and apply(action, self.toolstack, guest):
+            self._applied(guest.name)
 
     def apply_all(self, actions: Iterable[Action]) -> None:
         for action in actions:
