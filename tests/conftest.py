@@ -18,6 +18,8 @@ settings.load_profile("default")
 
 GiB = 262144  # pages
 MiB = 256
+#: the oracle harness's guest: no reserves below which the balloon or a program may not allocate
+ZERO_RESERVES = {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0}
 
 #: test_compare's and test_baseline's scenario (test_compare's docstring derives its runs)
 RETRY = """\
@@ -51,7 +53,7 @@ def make_scenario(
         "name": "g",
         "memory": "1GiB",
         "initial_target": "absent",
-        "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+        "kernel": dict(ZERO_RESERVES),
         "costs": "none",
     }
     doms = domains if domains is not None else [_merge(base, domain or {})]

@@ -16,7 +16,7 @@ from dataclasses import replace
 import pytest
 
 from balloonsim.managers.autoballoon import DEAD_BAND_BYTES, VmStatus, compute_alg1, distribute
-from conftest import GiB, MiB, make_scenario, run
+from conftest import ZERO_RESERVES, GiB, MiB, make_scenario, run
 
 
 def MB(x: float) -> int:
@@ -218,7 +218,6 @@ def test_a_vm_done_in_a_later_pass_keeps_the_move_of_an_earlier_one():
 # -- pvestatd's pass over a simulated Xen host -------------------------------------------------
 
 S = 1_000_000_000
-ZERO_RESERVES = {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0}
 
 
 def guest(name, memory, **kw):

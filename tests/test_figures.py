@@ -29,14 +29,14 @@ from balloonsim.plots import (
 )
 from balloonsim.results.result import Result
 from balloonsim.scenario import load_scenario
-from conftest import MiB, make_scenario, run
+from conftest import ZERO_RESERVES, MiB, make_scenario, run
 
 SCENARIOS = Path(__file__).parent.parent / "scenarios"
 #: the guests of a 1 GiB, oracle-like domain (conftest's make_scenario), all free at boot
 BASE = {
     "memory": "1GiB",
     "initial_target": "absent",
-    "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+    "kernel": ZERO_RESERVES,
     "costs": "none",
 }
 

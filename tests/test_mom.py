@@ -13,7 +13,7 @@ import pytest
 from balloonsim import run
 from balloonsim.managers.mom import GuestSample, HostSample, MomParams, balloon_policy, stat_avg
 from balloonsim.units import kib_to_pages
-from conftest import make_scenario
+from conftest import ZERO_RESERVES, make_scenario
 
 T = 1_000_000  # host total, KiB
 KIB_MIB = 1024  # KiB in a MiB
@@ -193,7 +193,7 @@ def test_settings_are_checked():
 PV = {
     "type": "pv",
     "memory": "1GiB",
-    "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+    "kernel": ZERO_RESERVES,
     "costs": "none",
 }
 

@@ -39,7 +39,7 @@ from balloonsim.managers.squeeze import (
 from balloonsim.managers.squeeze_test import Harness, SimulatedVM
 from balloonsim.managers.squeezed import Squeezed, SqueezedParams
 from balloonsim.registry import MANAGERS
-from conftest import make_scenario
+from conftest import ZERO_RESERVES, make_scenario
 
 
 def dom(domid: int, dmin: int, target: int, dmax: int, actual: int, inacc: int = 0, can_balloon: bool = True) -> Domain:
@@ -315,7 +315,7 @@ PV = {
     "memory": "1GiB",
     "type": "pv",
     "initial_target": "absent",
-    "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0},
+    "kernel": ZERO_RESERVES,
     "costs": "none",
 }
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import GiB, make_scenario, run
+from conftest import ZERO_RESERVES, GiB, make_scenario, run
 
 S = 1_000_000_000
 
 
-ORACLE_LIKE = {"costs": "none", "kernel": {"totalreserve_pages": 0, "floor_balloon": 0, "floor_user": 0}}
+ORACLE_LIKE = {"costs": "none", "kernel": ZERO_RESERVES}
 
 
 def host(dom0: dict | None = None, **xl) -> dict:
