@@ -29,7 +29,7 @@ from balloonsim.results.result import Result, build_result
 from balloonsim.results.settings import run_settings
 from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Event, ManagerParams, Scenario
-from balloonsim.sim import END, EVENT, Process, Timer
+from balloonsim.sim import END, EVENT, Environment, Process, Timer, work_priority
 from balloonsim.units import format_ns, format_pages
 from balloonsim.xen.hypervisor import Host
 from balloonsim.xen.toolstack import Toolstack
@@ -59,7 +59,7 @@ class Simulation:
             scenario = load_scenario(scenario)
         self.scenario = scenario
         self.seed = scenario.seed if seed is None else seed
-        self.env = simpy.Environment()
+        self.env = Environment()
         total, free = host_size(scenario)
         self.host = Host(total, free)
         self.xenstore = XenStore()
@@ -129,6 +129,7 @@ class Simulation:
             bulk_iterations=self._bulk_iterations,
             rows_every_pass=self.scenario.progress_every == 0,
             stoppable=any(e.stop and e.domain == spec.name for e in self.scenario.events),
+            work_priority=work_priority(index, len(self.scenario.domains)),
         )
         self.guests.append(guest)
         self._slots[index] = guest

@@ -9,14 +9,64 @@ run ends only after both.
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
+from heapq import heappop
 from typing import Any
 
 import simpy
-from simpy.events import NORMAL, Event
+from simpy.core import EmptySchedule, StopSimulation
+from simpy.events import NORMAL, URGENT, Event
 
 EVENT = NORMAL  # scripted events, wake-ups (SimPy's default timeouts)
 WORK = NORMAL + 1  # delayed-work expiries: after the events of the same instant
 END = NORMAL + 2  # the end of the run: after everything due at that instant
+
+
+def work_priority(index: int, domains: int) -> float:
+    """The priority of domain ``index``'s kernel work (its worker's timers, its loop turns).
+
+    Between ``WORK`` and ``END``, one band per domain: two guests' work due at the same instant runs
+    in domain order, not in the order SimPy happened to schedule it, so a run of loop turns done
+    at once (``kernel/lazy_turns.py``) knows exactly which of its turns came before any other
+    event at that instant.  (Two guests' vCPUs run at once; which goes first is the model's choice.)
+    """
+    return WORK + (index + 1) / (domains + 1)
+
+
+class Environment(simpy.Environment):
+    """SimPy's environment, also telling how far into the present instant the run is.
+
+    ``reached``: the highest priority of the events processed so far at this instant.  SimPy pops
+    events of one instant in priority order, except those scheduled during it, so an event of
+    priority ``p`` due now that had been scheduled before now has run iff ``p < reached``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reached = URGENT
+
+    def step(self) -> None:
+        # SimPy's Environment.step, noting the priority
+        try:
+            now, priority, _, event = heappop(self._queue)
+        except IndexError:
+            raise EmptySchedule from None
+        if now != self._now:
+            self._now, self.reached = now, priority
+        elif priority > self.reached:
+            self.reached = priority
+        callbacks, event.callbacks = event.callbacks, None
+        try:
+            for callback in callbacks:
+                callback(event)
+        except StopSimulation:  # env.run(until=...): the rest of the callbacks run when it resumes
+            event.callbacks = callbacks[callbacks.index(callback) + 1 :]
+            self.schedule(event, URGENT - 1)
+            raise
+        if not event._ok and not hasattr(event, "_defused"):
+            exc = type(event._value)(*event._value.args)
+            exc.__cause__ = event._value
+            raise exc
+
 
 Process = Generator[Event, Any, Any]
 

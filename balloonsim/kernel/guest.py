@@ -85,8 +85,10 @@ class GuestKernel:
         bulk_iterations: bool = True,
         rows_every_pass: bool = False,
         stoppable: bool = False,
+        work_priority: float = WORK,
     ):
         self.env = env
+        self.work_priority = work_priority  # of its kernel work's timers (sim.work_priority)
         self.spec = spec
         self.name = spec.name
         self.host = host
@@ -408,7 +410,9 @@ class GuestKernel:
         # only a guest with untouched PoD pages can crash, and only a stopped one stops; either ends the
         # work function where it is
         run = until_crash if self.untouched or self.stoppable else func
-        work = DelayedWork(self.env, self.clock, run, f"{self.name}/{name}", lambda: self._work_finished(work))
+        work = DelayedWork(
+            self.env, self.clock, run, f"{self.name}/{name}", lambda: self._work_finished(work), self.work_priority
+        )
         self._works.append(work)
         return work
 
@@ -446,7 +450,7 @@ class GuestKernel:
             self.observer.row(self, "progress", True)
         self._reached_at_last_turn = reached
         ns = self.meter.charge()
-        return (Timer(self.env, ns, WORK),) if ns else ()
+        return (Timer(self.env, ns, self.work_priority),) if ns else ()
 
     def cond_resched_turns(self, turns: int) -> None:
         """The cond_resched() calls of ``turns`` loop turns done at once."""
@@ -465,7 +469,13 @@ class GuestKernel:
 
     def _new_thread(self, threadfn: Callable[[], Process], name: str) -> KThread:
         return KThread(
-            self.env, self.clock, f"{self.name}/{name}", threadfn, on_stop=self._thread_stopped, on_switch=self._switch
+            self.env,
+            self.clock,
+            f"{self.name}/{name}",
+            threadfn,
+            on_stop=self._thread_stopped,
+            on_switch=self._switch,
+            priority=self.work_priority,
         )
 
     def _switch(self, thread: KThread | None) -> None:

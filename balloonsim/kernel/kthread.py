@@ -61,8 +61,10 @@ class KThread:
         *,
         on_stop: Callable[[KThread, GuestStopped], None],
         on_switch: Callable[[KThread | None], None],
+        priority: float = WORK,
     ):
         self.env = env
+        self.priority = priority
         self.clock = clock
         self.name = name
         self.on_stop = on_stop
@@ -129,7 +131,8 @@ class KThread:
     def _run_at(self, at_ns: int) -> None:
         self._turn += 1
         turn = self._turn
-        Timer(self.env, at_ns - self.env.now, WORK).callbacks.append(lambda _e: turn == self._turn and self._run())
+        timer = Timer(self.env, at_ns - self.env.now, self.priority)
+        timer.callbacks.append(lambda _e: turn == self._turn and self._run())
 
     def _run(self, value: Any = None) -> None:
         """Run the thread until it sleeps, returns, or waits for the time its work takes."""

@@ -38,8 +38,10 @@ class DelayedWork:
         func: Callable[[], Process],
         name: str,
         on_complete: Callable[[], None],
+        priority: float = WORK,
     ):
         self.env = env
+        self.priority = priority
         self.clock = clock
         self.func = func
         self.name = name
@@ -59,7 +61,7 @@ class DelayedWork:
         self.pending = True
         self.expiry = self.clock.jiffies(now) + delay
         fire_at = max(now, self.clock.jiffy_start_ns(self.expiry))
-        Timer(self.env, fire_at - now, WORK).callbacks.append(self._timer_expired)
+        Timer(self.env, fire_at - now, self.priority).callbacks.append(self._timer_expired)
         return True
 
     def _timer_expired(self, _event: Any) -> None:
