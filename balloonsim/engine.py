@@ -257,8 +257,10 @@ class Simulation:
                 self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain is not running: nothing ran")
             elif guest.crashed and handler not in self._toolstack_handlers:
                 self.recorder.event(env.now, index, "domain_gone", -1, -1, "the domain was destroyed: nothing ran")
-            elif handler(guest, value, index, cause):
-                self._record(index, cause)
+            else:
+                guest.touch()
+                if handler(guest, value, index, cause):
+                    self._record(index, cause)
         if self._next < len(plan):
             Timer(env, plan[self._next][0] - env.now, EVENT).callbacks.append(self._apply_due)
 
@@ -340,6 +342,9 @@ class Simulation:
         if not only_if_due or self.env.now - self._last_row_ns[index] >= self.scenario.progress_every:
             self._record(index, self.recorder.causes(cause))
 
+    def next_row_due(self, guest: GuestKernel) -> int:
+        return self._last_row_ns[self._index[guest]] + self.scenario.progress_every
+
     def event(self, guest: GuestKernel, kind: str, pages: int, value: int, message: str) -> None:
         self.recorder.event(self.env.now, self._index[guest], kind, pages, value, message)
 
@@ -378,6 +383,7 @@ class Simulation:
         """A timeline row for one domain, then the conservation checks of that step."""
         self.step += 1
         guest = self._slots[index]
+        guest.catch_up()
         self._last_row_ns[index] = self.env.now
         self.recorder.row(self.env.now, index, cause)
         problem = guest.conservation_problem() or self.host.conservation_problem()

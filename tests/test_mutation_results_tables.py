@@ -83,10 +83,17 @@ class Extra:
         return self.values
 
 
+class FakeHost(SimpleNamespace):
+    """The host's three figures, as the recorder reads them."""
+
+    def snapshot(self) -> tuple[int, int, int]:
+        return self.free_pages, self.domain_pages, self.other_pages
+
+
 def toy_recording() -> Recorder:
     """Three guests: a (Driver, Memory, Extra), b (Driver, Memory: no Extra), c (Extra first)."""
     a, b, c = [Driver(), Memory(), Extra()], [Driver(), Memory()], [Extra(), Driver(), Memory()]
-    host = SimpleNamespace(free_pages=0, domain_pages=0, other_pages=0)
+    host = FakeHost(free_pages=0, domain_pages=0, other_pages=0)
     rec = Recorder(["a", "b", "c"], [a, b, c], host)
     init, work, end = rec.causes("init"), rec.causes("work"), rec.causes("end")
     target = rec.causes("target")  # a cause of the script's: coded after the three every run has
@@ -123,8 +130,8 @@ def toy() -> Result:
     return build_result(toy_recording(), [250, 100, 1000], ACTIVITY, {"scenario": "toy"})
 
 
-def no_host() -> SimpleNamespace:
-    return SimpleNamespace(free_pages=0, domain_pages=0, other_pages=0)
+def no_host() -> FakeHost:
+    return FakeHost(free_pages=0, domain_pages=0, other_pages=0)
 
 
 def categorical(values, categories) -> pd.Categorical:
@@ -339,7 +346,7 @@ def test_a_domains_rows_are_its_own_numbered_from_0(toy):
 
 
 def test_a_run_without_events_has_an_empty_events_table_of_the_same_types():
-    host = SimpleNamespace(free_pages=7, domain_pages=0, other_pages=0)
+    host = FakeHost(free_pages=7, domain_pages=0, other_pages=0)
     rec = Recorder(["a"], [[Driver(), Memory()]], host)
     rec.row(0, 0, rec.causes("init"))
     r = build_result(rec, [250], {}, {})

@@ -87,7 +87,7 @@ class BalloonDriver:
         # cond_resched()), and the pages handed to backends (their pages[] arrays).
         self.state: BpState | None = None
         self.backend_pages = 0
-        self.bulk_iterations = bulk_iterations  # allow _run_steady_iterations()
+        self.bulk_iterations = bulk_iterations  # allow steady turns done at once
 
     def declare_worker(self) -> None:
         """static DECLARE_DELAYED_WORK(balloon_worker, balloon_process)."""
@@ -293,12 +293,12 @@ class BalloonDriver:
         """The work function.  As a work item it only ever runs as a single instance."""
         state = BP_DONE
 
-        bulk = self.bulk_iterations and self.kernel.iterations_take_no_time
+        bulk = self.bulk_iterations
         stalled = 0
         two_batches = 2 * self.frame_list_size
         while True:
             if bulk and abs(self.current_credit()) >= two_batches:
-                self._run_steady_iterations()
+                yield from self.kernel.steady_turns(self)
 
             self.balloon_mutex.lock()
 
@@ -355,24 +355,41 @@ class BalloonDriver:
         """Do at once the coming loop turns that are known to be full, successful batches.
 
         Not in balloon.c: a shortcut with exactly the effect of letting the
-        loop above run those turns one by one.  A turn is "steady" when it
-        moves a whole batch and ends BP_DONE: ballooning out, the credit, the
-        MemAvailable clamp and the allocator all allow a full batch and the
-        totalreserve rule does not fire; ballooning in, the credit, the
-        balloon list and Xen's headroom all allow one.  Such turns change
-        nothing but counters, and nothing else runs between them (the mutex
-        is free, but no simulated time passes), so k of them equal one move
-        of k batches.
+        loop above run those turns one by one, when they take no simulated
+        time (nothing else runs between them: the mutex is free, but no time
+        passes).  Turns that take time are done at once too, but lazily, as
+        time reaches them (``kernel/lazy_turns.py``).
+        """
+        direction, turns = self.steady_turns(leave_a_turn)
+        if turns < 2:
+            return
+        self.do_steady_turns(direction, turns)
+        self.kernel.cond_resched_turns(turns)
+
+    def steady_turns(self, leave_a_turn: bool) -> tuple[int, int]:
+        """The coming loop turns that are "steady": each moves a whole batch and ends BP_DONE.
+
+        Ballooning out (direction -1): the credit, the MemAvailable clamp and
+        the allocator all allow a full batch and the totalreserve rule does
+        not fire; ballooning in (+1): the credit, the balloon list and Xen's
+        headroom all allow one.  Such turns change nothing but counters, so k
+        of them equal one move of k batches.  ``leave_a_turn``: the caller's
+        own turn that follows must still have credit to work on.
         """
         batch = self.frame_list_size
         credit = self.current_credit()
-        # ``leave_a_turn``: the caller's own turn that follows must still have credit to work on
         most = (abs(credit) - 1) // batch if leave_a_turn else abs(credit) // batch
         if credit < 0:
-            turns = min(self._steady_turns_out(-credit, batch), most)
-            if turns < 2:
-                return
-            pages = turns * batch
+            return -1, min(self._steady_turns_out(-credit, batch), most)
+        if credit > 0 and self.balloon_is_inflated():
+            room = min(credit, self.balloon_list_length(), self.kernel.populate_headroom())
+            return 1, min(room // batch, most)
+        return 0, 0
+
+    def do_steady_turns(self, direction: int, turns: int) -> None:
+        """The effects of ``turns`` steady turns (``steady_turns``), one hypercall each, as one move."""
+        pages = turns * self.frame_list_size
+        if direction < 0:
             low, high = self.kernel.alloc_pages(pages, GFP_BALLOON)
             if low + high != pages:
                 raise SimulationError(f"steady balloon-out of {pages} pages got {low + high}")
@@ -380,24 +397,17 @@ class BalloonDriver:
             self.kernel.xenmem_reservation_scrub_pages(pages)
             self.kernel.xenmem_reservation_va_mapping_reset(pages)
             self.balloon_append(low, high)
-            if self.kernel.xenmem_reservation_decrease(pages) != pages:
+            if self.kernel.xenmem_reservation_decrease(pages, calls=turns) != pages:
                 raise KernelBug("BUG_ON(ret != nr_pages) in decrease_reservation")
             self.balloon_stats.current_pages -= pages
-        elif credit > 0 and self.balloon_is_inflated():
-            turns = min(min(credit, self.balloon_list_length(), self.kernel.populate_headroom()) // batch, most)
-            if turns < 2:
-                return
-            pages = turns * batch
-            if self.kernel.xenmem_reservation_increase(pages) != pages:
+        else:
+            if self.kernel.xenmem_reservation_increase(pages, calls=turns) != pages:
                 raise SimulationError(f"steady populate of {pages} pages was not granted in full")
             low, high = self.balloon_retrieve(False, pages)
             self.kernel.xenmem_reservation_va_mapping_update(pages)
             self.kernel.free_reserved_pages(low, high)
             self.balloon_stats.current_pages += pages
-        else:
-            return
         self._steady_turns_done()
-        self.kernel.cond_resched_turns(turns)
 
     def _steady_turns_done(self) -> None:
         """The state the last of the steady turns left: update_schedule(BP_DONE)."""

@@ -56,9 +56,20 @@ class CostMeter:
         self._unit_ns = tuple(sum(getattr(costs, c) for c in cs) for cs in COSTS_OF.values())
         self._charged = self._counts(activity)
 
+    def counts(self) -> tuple[int, ...]:
+        return self._counts(self.activity)
+
+    def ns_since(self, counts: tuple[int, ...]) -> int:
+        """Nanoseconds of the work counted since ``counts`` were read."""
+        now = self._counts(self.activity)
+        return sum(unit * (d - c) for unit, d, c in zip(self._unit_ns, now, counts, strict=True))
+
+    def mark_charged(self) -> None:
+        """The work counted so far is paid for (turns done at once, their time passed as planned)."""
+        self._charged = self._counts(self.activity)
+
     def charge(self) -> int:
         """Nanoseconds of the work counted since the last charge."""
-        done = self._counts(self.activity)
-        ns = sum(unit * (d - c) for unit, d, c in zip(self._unit_ns, done, self._charged, strict=True))
-        self._charged = done
+        ns = self.ns_since(self._charged)
+        self._charged = self._counts(self.activity)
         return ns

@@ -33,6 +33,7 @@ from balloonsim.kernel.kthread import (
     schedule_timeout,
     wait_event_timeout,
 )
+from balloonsim.kernel.lazy_turns import TurnPlan, plan_turns
 from balloonsim.kernel.mm import GuestMemory, Pages
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import Reserves, compute_reserves, init_per_zone_wmark_min, zones_now
@@ -56,6 +57,9 @@ class KernelObserver(Protocol):
 
     def row(self, guest: GuestKernel, cause: str, only_if_due: bool = False) -> None:
         """A timeline row now; ``only_if_due``: unless one was recorded lately (a long pass, kswapd)."""
+
+    def next_row_due(self, guest: GuestKernel) -> int:
+        """When a row ``only_if_due`` would next be recorded for ``guest`` (ns)."""
 
     def event(self, guest: GuestKernel, kind: str, pages: int, value: int, message: str) -> None:
         """One row of the events table."""
@@ -124,6 +128,7 @@ class GuestKernel:
         self.xen_scrub_pages = spec.balloon.scrub_pages
         self.activity = BalloonActivity()
         self.meter = CostMeter(spec.costs, self.activity)
+        self.plan: TurnPlan | None = None  # steady loop turns being done lazily (lazy_turns.py)
         self.iterations_take_no_time = self.meter.timeless
         # a row after every pass of a balloon thread (progress_every 0s), as the oracle prints them
         self.rows_every_pass = rows_every_pass
@@ -195,6 +200,7 @@ class GuestKernel:
             self.tasks,
             kconf.kswapd_rate,
             on_step=lambda: self.crashed or observer.row(self, "kswapd", True),
+            before_step=self.touch,
         )
         self.hotplug = MemoryHotplug(
             boot_end_pfn=self.max_pfn,
@@ -355,16 +361,16 @@ class GuestKernel:
 
     # -- hypercalls -------------------------------------------------------------------------
 
-    def xenmem_reservation_increase(self, count: int) -> int:
-        self.activity.hypercalls += 1
+    def xenmem_reservation_increase(self, count: int, calls: int = 1) -> int:
+        self.activity.hypercalls += calls
         granted = self.host.populate_physmap(self.domain, count)
         if granted < count:
             self.trace("populate_partial" if granted else "populate_refused", count, granted)
         self.activity.pages_in += granted
         return granted
 
-    def xenmem_reservation_decrease(self, count: int) -> int:
-        self.activity.hypercalls += 1
+    def xenmem_reservation_decrease(self, count: int, calls: int = 1) -> int:
+        self.activity.hypercalls += calls
         faulted, self._untouched_scrubbed = self._untouched_scrubbed, 0
         if faulted:  # zeroed untouched pages: faulted in from the PoD cache batch by batch, then released
             if not self.host.pod_release_scrubbed(self.domain, count - faulted, faulted, self.frame_list_size):
@@ -455,6 +461,62 @@ class GuestKernel:
     def cond_resched_turns(self, turns: int) -> None:
         """The cond_resched() calls of ``turns`` loop turns done at once."""
         self.activity.iterations += turns
+
+    # -- steady loop turns done at once (balloon.py steady_turns, lazy_turns.py) -------------
+
+    def steady_turns(self, driver: BalloonDriver) -> Iterable[simpy.Event]:
+        """The coming steady loop turns of the worker, done at once: at once when they take no time,
+        lazily as time reaches them when they do.  The events the worker waits on meanwhile."""
+        if self.meter.timeless:
+            driver._run_steady_iterations()
+            return ()
+        return plan_turns(self, driver)
+
+    def may_plan(self, direction: int) -> bool:
+        """Whether the coming steady turns may be done lazily at all: no progress row due now, no PoD
+        page to touch, no backend asleep on the balloon's wait queue, no task waiting for pages."""
+        if self.untouched or self.driver.balloon_wq.has_sleepers():
+            return False
+        if self.observer.next_row_due(self) <= self.env.now:
+            return False
+        return direction < 0 or not (self.tasks.tasks and self.tasks.unmet_demand())
+
+    def steady_turn(self, driver: BalloonDriver, direction: int) -> int:
+        """One steady turn now, with its cond_resched() (no row due, no demand waiting: see ``may_plan``);
+        the nanoseconds its work costs."""
+        before = self.meter.counts()
+        driver.do_steady_turns(direction, 1)
+        self.activity.iterations += 1
+        self._pages_in_seen = self.activity.pages_in
+        self._reached_at_last_turn = False
+        return self.meter.ns_since(before)
+
+    def quiet_turns(self, direction: int, first: int, cost: int) -> int:
+        """How many turns of ``cost`` ns from ``first`` no one but the worker would notice one by one:
+        no progress row falls due and kswapd stays asleep."""
+        row_due = self.observer.next_row_due(self)
+        turns = -(-(row_due - first) // cost) if row_due > first else 0  # first + j*cost < row_due
+        mm, kswapd = self.mm, self.kswapd
+        if direction < 0 and not kswapd.running and kswapd.rate > 0:  # each allocation looks at the low floor
+            turns = min(turns, max(0, mm.free_pages - mm.low_floor) // self.frame_list_size)
+        return turns
+
+    def turns_done_at_once(self, turns: int) -> None:
+        """``turns`` steady turns of a plan applied: their cond_resched() calls, their time paid for as planned."""
+        self.activity.iterations += turns
+        self.meter.mark_charged()
+        self._pages_in_seen = self.activity.pages_in
+        self._reached_at_last_turn = False
+
+    def touch(self) -> None:
+        """Something is about to change this guest: turns planned ahead end at the present instant."""
+        if self.plan is not None:
+            self.plan.cut()
+
+    def catch_up(self) -> None:
+        """Something is about to read this guest: the planned turns due by now are applied."""
+        if self.plan is not None:
+            self.plan.catch_up()
 
     # -- kernel threads (kthread.py) ----------------------------------------------------------
 
@@ -682,6 +744,7 @@ class GuestKernel:
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
         if not self.crashed:
+            self.touch()
             self.tasks.set_demand(task, anon, cache)
             self._settle("workload")
 
@@ -776,6 +839,7 @@ class GuestKernel:
         self._restarts_due -= 1
         if self.crashed:
             return
+        self.touch()
         self.tasks.revive(task)
         self.trace("restart", task.demand_anon, -1, f"{task.name} started again")
         self._settle("restart")

@@ -30,6 +30,7 @@ class Kswapd:
         rate: int,
         *,
         on_step: Callable[[], None],
+        before_step: Callable[[], None] = lambda: None,
     ):
         self.env = env
         self.mm = mm
@@ -38,6 +39,7 @@ class Kswapd:
         self.running = False
         self.reclaimed = 0  # pages freed, in all
         self._on_step = on_step  # after each step that freed pages
+        self._before_step = before_step  # before a step's reclaim changes the guest
 
     def _wanted(self) -> int:
         """Pages to free now: up to the high floor, no more than reclaim could free."""
@@ -57,6 +59,7 @@ class Kswapd:
         step_pages = max(1, self.rate * STEP_NS // NS_PER_S)
         while (wanted := min(self._wanted(), step_pages)) > 0:
             yield Timer(self.env, -(-wanted * NS_PER_S // self.rate), EVENT)
+            self._before_step()
             wanted = min(wanted, self._wanted())  # others may have freed memory meanwhile
             if wanted <= 0:
                 break

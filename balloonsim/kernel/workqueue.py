@@ -129,6 +129,9 @@ class WaitQueue:
         self._wakeup: simpy.Event | None = None
         self._threads: list[Any] = []
 
+    def has_sleepers(self) -> bool:
+        return self._wakeup is not None or bool(self._threads)
+
     def sleep(self) -> simpy.Event:
         if self._wakeup is None:
             self._wakeup = self.env.event()

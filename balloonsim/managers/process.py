@@ -54,7 +54,7 @@ def snapshot(now: int, toolstack: Toolstack, guests: Iterable[GuestKernel]) -> H
     return HostView(
         time_ns=now,
         total_pages=host.total_pages,
-        free_pages=host.free_pages,
+        free_pages=host.free_pages,  # first: reading it applies every guest's planned turns due by now
         domains=tuple(domain_view(toolstack, g) for g in guests),
     )
 
@@ -62,6 +62,7 @@ def snapshot(now: int, toolstack: Toolstack, guests: Iterable[GuestKernel]) -> H
 def apply(action: Action, toolstack: Toolstack, guest: GuestKernel) -> bool:
     """Carry out one action through the toolstack, as the manager's daemon would; False when it
     does nothing (a PoD target for a PV guest)."""
+    guest.touch()
     if isinstance(action, SetTarget):
         toolstack.write_target(guest.domain, action.kib)
     elif isinstance(action, MemSet):

@@ -109,8 +109,7 @@ class Recorder:
             for slot, value in zip(slots, (v for s in sources for v in s.row_values()), strict=True):
                 values[slot] = value
             timeline.extend(values)
-        host = self.host_model
-        self.host.extend((now, index, cause, host.free_pages, host.domain_pages, host.other_pages))
+        self.host.extend((now, index, cause, *self.host_model.snapshot()))
         self.rows += 1
         if self.rows >= self._warn_at:
             self._warn_size()

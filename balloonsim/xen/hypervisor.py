@@ -12,11 +12,14 @@ belongs to "other" consumers (Xen's heap, dom0, unsimulated guests), so that
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from balloonsim.columns import Column
 from balloonsim.errors import SimulationError
 from balloonsim.xen.pod import PodPool
+
+if TYPE_CHECKING:
+    from balloonsim.kernel.lazy_turns import TurnPlan
 
 
 @dataclass(eq=False)
@@ -47,13 +50,53 @@ class Host:
 
     def __init__(self, total_pages: int, free_pages: int):
         self.total_pages = total_pages
-        self.free_pages = free_pages
+        self._free = free_pages
         self.domains: list[Domain] = []
-        self.domain_pages = 0  # Σ tot_pages, kept as domains change
+        self.domain_pages = 0  # Σ tot_pages, kept as domains change (planned turns applied so far)
         self.other_pages = total_pages - free_pages
+        # guests' loop turns being done lazily (kernel/lazy_turns.py): their turns due so far are
+        # applied before anyone reads the free pool, and what they will take from it is kept free
+        self._plans: list[TurnPlan] = []
+        self.applying = 0  # a plan's turns are being applied
+
+    @property
+    def free_pages(self) -> int:
+        """Xen's free pages now."""
+        if self._plans:
+            self.sync()
+        return self._free
 
     def row_values(self) -> tuple[int, ...]:
-        return (self.free_pages,)
+        return (self.snapshot()[0],)
+
+    def snapshot(self) -> tuple[int, int, int]:
+        """(free, Σ tot_pages, other) now, without applying planned turns: their pages are added."""
+        moved = sum(plan.pending_pages() for plan in self._plans)
+        return self._free + moved, self.domain_pages - moved, self.other_pages
+
+    # -- planned loop turns (kernel/lazy_turns.py) -----------------------------------------
+
+    def add_plan(self, plan: TurnPlan) -> None:
+        self._plans.append(plan)
+
+    def forget_plan(self, plan: TurnPlan) -> None:
+        self._plans.remove(plan)
+
+    def sync(self) -> None:
+        """Apply every plan's turns due by now."""
+        for plan in tuple(self._plans):
+            plan.catch_up()
+
+    def free_for_plan(self) -> int:
+        """Free pages a new balloon-in plan may count on: what the others' plans will not take."""
+        self.sync()
+        return self._free - sum(plan.remaining_in() for plan in self._plans)
+
+    def _keep_room_for_plans(self) -> None:
+        """After free memory was taken: balloon-in plans that could no longer all be granted end now."""
+        if sum(plan.remaining_in() for plan in self._plans) > self._free:
+            for plan in [p for p in self._plans if p.direction > 0]:
+                plan.cut()
 
     def create_domain(
         self,
@@ -74,10 +117,13 @@ class Host:
         """
         dom = Domain(len(self.domains) + 1, name, tot_pages, max_pages, pod or PodPool(), pv)
         self.domains.append(dom)
-        self.domain_pages += tot_pages
         if from_free:
-            self.free_pages -= tot_pages
+            self.sync()
+            self.domain_pages += tot_pages
+            self._free -= tot_pages
+            self._keep_room_for_plans()
         else:
+            self.domain_pages += tot_pages
             self.other_pages -= tot_pages
         return dom
 
@@ -89,10 +135,15 @@ class Host:
         would exceed ``max_pages`` (``assign_pages``) or the heap has no free
         page.  The guest sees 0..n, never an error code.
         """
+        if self.applying:  # a plan's own turns: their pages were kept free for them
+            self._adjust_tot_pages(dom, nr_extents)
+            return nr_extents
         done = min(nr_extents, self.populate_headroom(dom))
         if done <= 0:
             return 0
         self._adjust_tot_pages(dom, done)
+        if self._plans:
+            self._keep_room_for_plans()
         return done
 
     def populate_headroom(self, dom: Domain) -> int:
@@ -118,7 +169,7 @@ class Host:
         """Pages move between the heap and the domain (domain_adjust_tot_pages)."""
         dom.tot_pages += delta
         self.domain_pages += delta
-        self.free_pages -= delta
+        self._free -= delta
 
     # XEN_DOMCTL_set_pod_target (xc_domain_set_pod_target)
     def pod_set_target(self, dom: Domain, target: int) -> None:
@@ -133,6 +184,8 @@ class Host:
         change = min(wanted - dom.pod.cache, self.populate_headroom(dom))
         dom.pod.cache += change
         self._adjust_tot_pages(dom, change)
+        if change > 0 and self._plans:
+            self._keep_room_for_plans()
 
     def pod_release_scrubbed(self, dom: Domain, touched: int, faulted: int, batch: int) -> bool:
         """decrease_reservation of ``touched`` real pages and ``faulted`` PoD entries the guest zeroed
@@ -163,14 +216,16 @@ class Host:
 
     def set_free_pages(self, free_pages: int) -> None:
         """Other consumers take or release memory until ``free_pages`` are free."""
+        self.sync()
         other = self.total_pages - self.domain_pages - free_pages
         if other < 0:
             raise SimulationError(
                 f"host_free {free_pages}: the host has {self.total_pages} pages and its domains hold "
                 f"{self.domain_pages}, so at most {self.total_pages - self.domain_pages} can be free"
             )
-        self.free_pages = free_pages
+        self._free = free_pages
         self.other_pages = other
+        self._keep_room_for_plans()
 
     def conservation_problem(self, full: bool = False) -> str | None:
         """None when free + Σ tot_pages + other equals the total; else what is wrong.
@@ -180,11 +235,12 @@ class Host:
         domain_pages = sum(d.tot_pages for d in self.domains) if full else self.domain_pages
         if full and domain_pages != self.domain_pages:
             return f"Σ tot_pages is {domain_pages} but the host counted {self.domain_pages}"
-        if self.free_pages < 0 or self.other_pages < 0:
-            return f"negative host memory: free {self.free_pages}, other {self.other_pages}"
-        if self.free_pages + domain_pages + self.other_pages != self.total_pages:
+        free = self._free  # planned turns move pages between the two sides as they are applied
+        if free < 0 or self.other_pages < 0:
+            return f"negative host memory: free {free}, other {self.other_pages}"
+        if free + domain_pages + self.other_pages != self.total_pages:
             return (
-                f"host pages not conserved: free {self.free_pages} + domains {domain_pages} + "
+                f"host pages not conserved: free {free} + domains {domain_pages} + "
                 f"other {self.other_pages} != total {self.total_pages}"
             )
         return None
