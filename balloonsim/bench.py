@@ -65,7 +65,8 @@ def small_steps(steps: int = 200_000) -> Scenario:
 
 
 def host_hour(guests: int = 100, duration_s: int = 3600, driver: str = "v5.12") -> Scenario:
-    """A host of ``guests`` 4 GiB guests with random workloads, new targets every 5 minutes."""
+    """A host of ``guests`` 4 GiB guests with random workloads, new targets every 5 minutes (spread
+    over the 5 minutes, guest by guest)."""
     workloads = [
         {"name": "base", "constant": {"anon": "512MiB", "cache": "256MiB"}},
         {"name": "jobs", "bursts": {"every": "2min", "length": "1min", "anon": ["50MiB", "800MiB"]}},
@@ -81,10 +82,13 @@ def host_hour(guests: int = 100, duration_s: int = 3600, driver: str = "v5.12") 
         }
         for i in range(guests)
     ]
-    staggered = sorted((t + i, i, t) for t in range(60, duration_s, 300) for i in range(guests))  # guest i at t+i s
+    # guest i's new target comes i/guests of the way into each 5-minute period (at t+i s for 100 guests)
+    periods = range(60, duration_s, 300)
+    staggered = sorted((t * 1000 + i * 300_000 // guests, i, t) for t in periods for i in range(guests))
     events = [
-        {"at": f"{at}s", "domain": f"vm{i:03}", "mem_set": "2560MiB" if (t // 300) % 2 == 0 else "4GiB"}
+        {"at": f"{at}ms", "domain": f"vm{i:03}", "mem_set": "2560MiB" if (t // 300) % 2 == 0 else "4GiB"}
         for at, i, t in staggered
+        if at < duration_s * 1000
     ]
     return Scenario.model_validate(
         {
@@ -104,21 +108,49 @@ def _timed(make: Callable[[], Simulation]) -> tuple[float, Simulation, Any]:
     return time.perf_counter() - start, sim, result
 
 
-def simpy_baseline(events: int) -> float:
-    """Raw SimPy: one process doing ``yield env.timeout(1)``; events per second."""
+def simpy_baseline(events: int, processes: int = 1) -> float:
+    """Raw SimPy: ``processes`` processes doing ``yield env.timeout(d)`` with spread delays, ``events``
+    timeouts in all; events per second.  Many processes make a larger event queue, as a host does."""
     env = simpy.Environment()
+    each = max(1, events // processes)
 
-    def ticker() -> Any:
-        for _ in range(events):
-            yield env.timeout(1)
+    def ticker(i: int) -> Any:
+        for _ in range(each):
+            yield env.timeout(1 + i % 7)
 
-    env.process(ticker())
+    for i in range(processes):
+        env.process(ticker(i))
     start = time.perf_counter()
     env.run()
-    return events / (time.perf_counter() - start)
+    return each * processes / (time.perf_counter() - start)
 
 
-def main(quick: bool = False) -> int:
+def fleet(guests: int, hours: float) -> dict[str, float]:
+    """``host_hour``'s host with ``guests`` guests for ``hours``, in this process: wall time, peak
+    memory (this process's), SimPy events, timeline rows.  Run it in a fresh process for a clean peak."""
+    import resource
+
+    wall, sim, result = _timed(lambda: Simulation(host_hour(guests, int(hours * 3600))))
+    return {
+        "wall_s": wall,
+        "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "events": next(sim.env._eid),
+        "rows": int(result.metadata["timeline_rows"]),
+        "turns": sum(g.activity.iterations for g in sim.guests),
+    }
+
+
+def _fleet_in_a_fresh_process(guests: int, hours: float) -> dict[str, float]:
+    import json
+    import subprocess
+    import sys
+
+    code = f"import json; from balloonsim.bench import fleet; print(json.dumps(fleet({guests}, {hours})))"
+    out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True).stdout
+    return json.loads(out.splitlines()[-1])
+
+
+def main(quick: bool = False, fleet_size: tuple[int, float] | None = None) -> int:
     rounds, steps = (2, 20_000) if quick else (10, 200_000)
     step_rounds = 1  # the turn-by-turn baseline: one round trip is enough for a rate
     print(f"balloonsim bench{' (quick)' if quick else ''}: wall times on this machine; ratios are within this run\n")
@@ -162,10 +194,21 @@ def main(quick: bool = False) -> int:
     rows = len(result.timeline)
     turns = sum(g.activity.iterations for g in sim.guests)
     kills = int(result.summary["oom_kills"].sum())
-    print(f"\nhost hour: {guests} guests of 4 GiB, random workloads, new targets every 5 min, 1 simulated hour")
+    print(f"\nhost hour: {guests} guests of 4 GiB, random workloads, runtime costs, new targets every 5 min, 1 hour")
     print(
         f"  balloonsim        {wall:8.3f} s  {events / wall:10.3g} SimPy events/s  {rows / wall:10.3g} rows/s"
         f"  ({events} events, {rows} rows, {turns} loop turns, {kills} OOM kills; {3600 / wall:.0f}x real time)"
+    )
+    base_wall, base_sim, _ = _timed(lambda: Simulation(host_hour(guests), bulk_iterations=False))
+    base_events = next(base_sim.env._eid)
+    print(
+        f"  turn by turn      {base_wall:8.3f} s  {base_events / base_wall:10.3g} SimPy events/s  ({base_events} "
+        f"events; the same tables: tests/test_lazy_turns.py); steady turns done lazily: {base_wall / wall:.1f}x faster"
+    )
+    raw = simpy_baseline(events, processes=guests * 4)
+    print(
+        f"  SimPy baseline    {raw:10.3g} timeouts/s with {guests * 4} processes; balloonsim's events run at "
+        f"{events / wall / raw:.1%} of that rate (model, rows and checks included)"
     )
     thread_wall, sim, result = _timed(lambda: Simulation(host_hour(guests, driver="v5.16")))
     turns = sum(g.activity.iterations for g in sim.guests)
@@ -173,4 +216,12 @@ def main(quick: bool = False) -> int:
         f"  the same, v5.16   {thread_wall:8.3f} s  {next(sim.env._eid) / thread_wall:10.3g} SimPy events/s"
         f"  ({turns} thread passes, {len(result.timeline)} rows; {thread_wall / wall:.2f}x the v5.12 run's time)"
     )
+    if fleet_size is not None:
+        guests, hours = fleet_size
+        f = _fleet_in_a_fresh_process(guests, hours)
+        print(f"\nfleet: the same host with {guests} guests for {hours:g} simulated hours, in a fresh process")
+        print(
+            f"  balloonsim        {f['wall_s']:8.1f} s  peak {f['peak_mib']:.0f} MiB  {f['events'] / f['wall_s']:10.3g}"
+            f" SimPy events/s  ({f['events']:.0f} events, {f['rows']:.0f} rows, {f['turns']:.0f} loop turns)"
+        )
     return 0

@@ -228,6 +228,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="smaller cases (for a smoke test)",  # pragma: no mutate
     )
+    p.add_argument(
+        "--fleet",
+        nargs=2,
+        metavar=("GUESTS", "HOURS"),
+        type=float,
+        help="also run the host-hour host with GUESTS guests for HOURS simulated hours "  # pragma: no mutate
+        "in a fresh process: wall time and peak memory (e.g. --fleet 1000 24)",  # pragma: no mutate
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -784,7 +792,8 @@ def cmd_oracle_compare(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from balloonsim.bench import main as bench_main
 
-    return bench_main(quick=args.quick)
+    fleet = None if args.fleet is None else (int(args.fleet[0]), args.fleet[1])
+    return bench_main(quick=args.quick, fleet_size=fleet)
 
 
 if __name__ == "__main__":  # pragma: no cover
