@@ -12,8 +12,12 @@ class Model(BaseModel):
 
 
 def the_one_set(model: BaseModel, names: tuple[str, ...], owner: str, noun: str) -> str:
-    """The one of ``names`` that ``model`` sets; a ValueError naming them when not exactly one is."""
-    found = [k for k in names if getattr(model, k) is not None]
+    """The one of ``names`` that ``model`` sets; a ValueError naming them when not exactly one is.
+
+    Each of ``names`` defaults to None, so only the fields the data gave can be set (an event has
+    three of sixteen: this is called for each event of a script, and by the engine for each).
+    """
+    found = [k for k in model.model_fields_set if k in names and getattr(model, k) is not None]
     if len(found) != 1:
         which = f"found {', '.join(sorted(found))}" if found else "found none"
         raise ValueError(f"{owner} has exactly one {noun} ({which}); {noun}s: {', '.join(names)}")

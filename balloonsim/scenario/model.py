@@ -8,8 +8,6 @@ frozen: a scenario is a value, and a changed knob makes a new scenario
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import warnings
 from functools import cache
@@ -35,7 +33,9 @@ from balloonsim.kernel.cost_profiles import DEFAULT_PROFILE, PROFILES
 from balloonsim.registry import DRIVERS, FAULTY_DRIVER, MANAGERS
 from balloonsim.scenario import rules
 from balloonsim.scenario.base import NAME_PATTERN, Model, known, the_one_set
+from balloonsim.scenario.digest import scenario_digest
 from balloonsim.scenario.messages import issues_of
+from balloonsim.scenario.shared_events import with_shared_validation
 from balloonsim.scenario.types import (
     KiB,
     KiBOrAbsent,
@@ -45,6 +45,7 @@ from balloonsim.scenario.types import (
     Pages,
     PagesOrAbsent,
     PagesPerSecond,
+    time_field,
 )
 from balloonsim.scenario.workloads import Workload
 from balloonsim.xen import toolstack
@@ -571,6 +572,7 @@ class Scenario(Model):
     @classmethod
     def _rules(cls, data: Any, handler: ValidatorFunctionWrapHandler, info: ValidationInfo) -> Scenario:
         """Every field, then the rules across fields (``rules``): all problems in one error; then warnings."""
+        data = _events_validated_fast(data, info.context)
         problems = rules.document_problems(data, ACTIONS)
         try:
             scenario = handler(data)
@@ -611,14 +613,7 @@ class Scenario(Model):
 
         A replayed trace counts by its content, not by where its file is.
         """
-        data = self.model_dump(mode="json")
-        for i, domain in enumerate(self.domains):
-            for j, workload in enumerate(domain.workloads):
-                if workload.replay is not None:
-                    trace = repr(workload.replay.trace).encode()
-                    data["domains"][i]["workloads"][j]["replay"]["file"] = hashlib.sha256(trace).hexdigest()
-        text = json.dumps(data, sort_keys=True)
-        return hashlib.sha256(text.encode()).hexdigest()
+        return scenario_digest(self)
 
     def domain(self, name: str) -> Domain:
         for d in self.domains:
@@ -639,6 +634,13 @@ class Scenario(Model):
         for path, value in {**(changes or {}), **fields}.items():
             _set_path(data, path, value)
         return Scenario._validated(data, None, {})
+
+
+def _events_validated_fast(data: Any, context: Any) -> Any:
+    """``data`` with the events that share a validation already validated (``shared_events``)."""
+    if not isinstance(data, dict) or not isinstance(data.get("events"), list):
+        return data
+    return {**data, "events": with_shared_validation(data["events"], Event, time_field, context)}
 
 
 def _set_path(data: dict[str, Any], path: str, value: Any) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from balloonsim import units
@@ -80,10 +80,13 @@ def _event_problems(events: Any, names: dict[str, int], duration: int | None, ac
     problems: list[Issue] = []
     previous: int | None = None
     for i, ev in enumerate(events if isinstance(events, list) else []):
-        if not isinstance(ev, dict):
+        if isinstance(ev, BaseModel):  # validated already (``shared_events``): one action, its time in ns
+            acts, domain, at = [ev.action], ev.domain, ev.at
+        elif isinstance(ev, dict):
+            acts = [k for k in actions if ev.get(k) is not None]
+            domain, at = ev.get("domain"), _time_or_none(ev.get("at"))
+        else:
             continue
-        acts = [k for k in actions if ev.get(k) is not None]
-        domain = ev.get("domain")
         host_event = bool(acts) and all(a in HOST_ACTIONS for a in acts)
         if host_event and domain is not None:
             problems.append((("events", i, "domain"), f"{acts[0]} acts on the host; remove 'domain'"))
@@ -93,7 +96,6 @@ def _event_problems(events: Any, names: dict[str, int], duration: int | None, ac
             problems.append(
                 (("events", i, "domain"), f"unknown domain {units.quoted(domain)}; domains: {_names_text(names)}")
             )
-        at = _time_or_none(ev.get("at"))
         if at is None:
             continue
         if previous is not None and at < previous:

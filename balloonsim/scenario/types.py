@@ -48,7 +48,8 @@ def _kib_text(value: int | str) -> str:
 _pages = _non_negative(lambda v: units.parse_pages(v, bare="error"))
 _page_count = _non_negative(lambda v: units.parse_pages(v, bare="pages"))
 _kib = _non_negative(units.parse_kib)
-_time = _non_negative(units.parse_time_ns)
+#: the validator of a Nanoseconds field, for those who validate times in bulk (``shared_events``)
+time_field = _non_negative(units.parse_time_ns)
 _rate = _non_negative(units.parse_rate_pages)
 _rate_kib = _non_negative(units.parse_rate_kib)
 
@@ -68,7 +69,7 @@ KiBOrAbsent = Annotated[
     int | str, BeforeValidator(_or_words(_kib, "absent")), PlainSerializer(_kib_text, return_type=str)
 ]
 #: A time ("30s", "250ms"), stored as integer nanoseconds.
-Nanoseconds = Annotated[int, BeforeValidator(_time), PlainSerializer(units.format_ns, return_type=str)]
+Nanoseconds = Annotated[int, BeforeValidator(time_field), PlainSerializer(units.format_ns, return_type=str)]
 #: A rate of memory per second ("1GiB/s", "5000 pages/s"), stored as pages per second.
 PagesPerSecond = Annotated[int, BeforeValidator(_rate), PlainSerializer(lambda v: f"{v} pages/s", return_type=str)]
 #: A rate of memory per second ("100KiB/s"), stored as KiB per second.
