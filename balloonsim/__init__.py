@@ -5,6 +5,7 @@
 >>> result = balloonsim.run(scenario, seed=1)
 >>> result.timeline.head()
 >>> balloonsim.compare(scenario, a={"balloon.max_retry_count": 4}, b={"balloon.max_retry_count": 1}).changed
+>>> balloonsim.sweep("scenarios/sweeps/overcommit.yaml")   # a DataFrame: point x seed x guest
 """
 
 __version__ = "0.4.0"
@@ -13,5 +14,16 @@ from balloonsim.comparison import Comparison, compare  # noqa: E402
 from balloonsim.engine import run  # noqa: E402
 from balloonsim.results.result import Result  # noqa: E402
 from balloonsim.scenario import Scenario, load_scenario, parse_scenario  # noqa: E402
+from balloonsim.sweep import sweep  # noqa: E402  (the function; its package stays importable by name)
 
-__all__ = ["Comparison", "Result", "Scenario", "__version__", "compare", "load_scenario", "parse_scenario", "run"]
+__all__ = [
+    "Comparison",
+    "Result",
+    "Scenario",
+    "__version__",
+    "compare",
+    "load_scenario",
+    "parse_scenario",
+    "run",
+    "sweep",
+]
