@@ -111,11 +111,14 @@ def process_pool(runs: Runs, keys: list[Key], workers: int) -> Iterator[list[Out
 
 def _stop(pool: ProcessPoolExecutor) -> None:
     """End the pool at once, its running runs too (after an interrupt they are not wanted)."""
+    # Python 3.14 has pool.terminate_workers(); before it the processes are only reachable here,
+    # and only until shutdown() forgets them
+    processes = list((getattr(pool, "_processes", None) or {}).values())
     pool.shutdown(wait=False, cancel_futures=True)
-    # Python 3.14 has pool.terminate_workers(); before it, the processes are only reachable here
-    for process in list((getattr(pool, "_processes", None) or {}).values()):
+    for process in processes:
         process.terminate()
-    pool.shutdown(wait=True)
+    for process in processes:
+        process.join()
 
 
 def all_cores() -> int:
