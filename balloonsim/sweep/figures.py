@@ -170,7 +170,8 @@ def heatmap_figure(table: pd.DataFrame, runs: pd.DataFrame, metric: str, x: str,
 
 
 def cdf_figure(table: pd.DataFrame, runs: pd.DataFrame, metric: str, by: str | None) -> Figure:
-    """The metric's empirical distribution across seeds (and random samples), one curve per value of ``by``."""
+    """The metric's empirical distribution across seeds (and random samples, and the values of the
+    other settings, pooled), one curve per value of ``by``."""
     fig = Figure(figsize=(8, 4.2), layout="constrained")
     ax = fig.subplots()
     for k, (group, rows) in enumerate(_groups(table, runs, by)):
@@ -180,7 +181,12 @@ def cdf_figure(table: pd.DataFrame, runs: pd.DataFrame, metric: str, by: str | N
     ax.set_xlabel(_label(metric))
     ax.set_ylabel("share of runs at or below")
     per = f", one curve per {by}" if by else ""
-    _title(ax, f"CDF of {metric} across seeds{per}")
+    pooled = (
+        " and the other settings' values"
+        if by is not None and table["point"].nunique() > len(_groups(table, runs, by))
+        else ""
+    )
+    _title(ax, f"CDF of {metric} across seeds{pooled}{per}")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)
     ax.legend(title=by, fontsize=8)
