@@ -154,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "validate",
-        help="check scenario files and report every problem",  # pragma: no mutate
-        description="Check each SCENARIO; print one line per problem as file:line: path: message.",  # pragma: no mutate
+        help="check scenario files (and sweep specs) and report every problem",  # pragma: no mutate
+        description="Check each SCENARIO (or sweep SPEC.yaml, with every point's scenario); "  # pragma: no mutate
+        "print one line per problem as file:line: path: message.",  # pragma: no mutate
     )
     p.add_argument("scenarios", type=Path, nargs="+", metavar="SCENARIO")
     p.set_defaults(func=cmd_validate)
@@ -818,10 +819,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file, even after one that cannot be read or used; warnings too, one line each."""
     from balloonsim.scenario import load_scenario
     from balloonsim.scenario.squeeze_case import is_squeeze_test, load_squeeze_test
+    from balloonsim.sweep.spec import is_sweep_spec
 
     status = 0
     for path in args.scenarios:
         try:
+            if is_sweep_spec(path):
+                from balloonsim.sweep.run import plan
+
+                with warnings_printed(sys.stderr):
+                    checked = plan(path)
+                print(f"{path}: ok (sweep, {len(checked.points)} point(s) x {len(checked.seeds)} seed(s))")
+                continue
             if is_squeeze_test(path):
                 case = load_squeeze_test(path)
                 print(f"{path}: ok (squeeze_test, {len(case.domains)} domain(s), expects {case.expect.outcome})")

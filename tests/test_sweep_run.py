@@ -226,6 +226,14 @@ def test_the_figures_are_written_and_say_what_they_show(spec, tmp_path):
     assert cdf.get_title(loc="left").startswith("CDF of unmet_demand_mib_s across seeds")
 
 
+def test_a_metric_the_table_lacks_is_refused_at_its_line_and_the_runs_are_kept(spec, tmp_path, capsys):
+    spec.write_text(SPEC + "figures:\n  metric: nonsense\n")
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--serial"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"{spec}:8: figures.metric: 'nonsense' is not a numeric column of the table; ")
+    assert err.count("\n") == 1 and len(os.listdir(tmp_path / "out" / "runs")) == RUNS
+
+
 def test_a_single_setting_gives_no_heat_map(spec, tmp_path):
     spec.write_text("name: one\nscenario: base.yaml\ngrid: {overcommit: [0.9, 1.5]}\nfigures: {metric: oom_kills}\n")
     assert run_sweep(spec, out=tmp_path / "out", serial=True).figures == ["spread.png", "cdf.png"]

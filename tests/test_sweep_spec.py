@@ -92,6 +92,15 @@ def test_the_command_line_prints_the_problems_and_exits_2_before_writing(tmp_pat
     assert not (tmp_path / "out").exists()
 
 
+def test_validate_checks_a_spec_and_its_points_without_running(tmp_path, capsys):
+    good = write(tmp_path, "name: s\nscenario: base.yaml\nseeds: 4\ngrid: {overcommit: [0.5, 1], guests: [1, 2, 3]}\n")
+    assert main(["validate", str(good)]) == 0
+    assert capsys.readouterr().out == f"{good}: ok (sweep, 6 point(s) x 4 seed(s))\n"
+    good.write_text("name: s\nscenario: base.yaml\ngrid: {host.total: [1MiB]}\n")
+    assert main(["validate", str(good)]) == 2
+    assert capsys.readouterr().err.startswith(f"{good}:3: grid.host.total: point p000 (host.total=1MiB): host.total: ")
+
+
 def test_every_bad_point_is_reported_at_once_at_the_setting_it_is_about(tmp_path):
     # a 4 GiB host holds a (1 GiB at boot); 512MiB and 768MiB cannot: two bad points, one good
     path = write(tmp_path, "name: s\nscenario: base.yaml\ngrid:\n  host.total: [4GiB, 512MiB, 768MiB]\n")

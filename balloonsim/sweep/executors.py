@@ -42,11 +42,13 @@ class Runs:
 
     def scenario(self, point: int) -> Scenario:
         """The point's scenario, built once per worker (a chunk's runs are mostly of one point)."""
-        if point not in self._cache:
+        scenario = self._cache.get(point)
+        if scenario is None:  # (a Dask worker may run chunks in threads: only whole-dict operations here)
             if len(self._cache) >= 8:
                 self._cache.clear()
-            self._cache[point] = point_scenario(self.base, self.settings[point], "", scale_host=self.scale_host)
-        return self._cache[point]
+            scenario = point_scenario(self.base, self.settings[point], "", scale_host=self.scale_host)
+            self._cache[point] = scenario
+        return scenario
 
     def run(self, point: int, seed_index: int) -> pd.DataFrame:
         try:

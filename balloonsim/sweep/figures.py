@@ -60,8 +60,8 @@ def per_run(table: pd.DataFrame, metric: str, guests: str) -> pd.DataFrame:
         ]
         raise ScenarioError(
             [
-                f"figures.metric: {metric!r} is not a numeric column of the table; "
-                f"some that are: {', '.join(numeric[:12])}, ..."
+                f"figures.metric: {metric!r} is not a numeric column of the table; some that are: "
+                f"{', '.join(numeric[:12])}, ...; the runs are kept: start the sweep again to draw the figures"
             ]
         )
     ok = table[~table["failed"].astype(bool)]

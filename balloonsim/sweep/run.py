@@ -197,7 +197,11 @@ def _drawer(checked: Plan, table: pd.DataFrame) -> Callable[[Path], list[str]]:
     def draw(where: Path) -> list[str]:
         from balloonsim.sweep.figures import write_figures
 
-        return write_figures(table, checked.loaded.spec, where)
+        try:
+            return write_figures(table, checked.loaded.spec, where)
+        except ScenarioError as err:  # a metric the table lacks: say where the spec names it
+            at = checked.loaded.where(("figures", "metric"))
+            raise ScenarioError([at + p.removeprefix("figures.metric") for p in err.problems]) from None
 
     return draw
 

@@ -197,6 +197,16 @@ class LoadedSpec:
         return self.base_dir / self.spec.scenario
 
 
+def is_sweep_spec(path: str | Path) -> bool:
+    """The file is a YAML mapping with a ``scenario`` key and no ``domains``: a sweep's spec, not a
+    scenario (a file that cannot be read is for the scenario loader to report)."""
+    try:
+        doc = load_yaml(read_text(Path(path), MAX_BYTES), str(path))
+    except (TextError, ScenarioError):
+        return False
+    return isinstance(doc, CommentedMap) and "scenario" in doc and "domains" not in doc
+
+
 def load_spec(source: str | Path | dict[str, Any], base_dir: Path | None = None) -> LoadedSpec:
     """A spec from a file (``scenario`` relative to it) or a dict (relative to ``base_dir``, else the
     current directory); ScenarioError listing every problem."""

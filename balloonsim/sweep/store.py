@@ -81,7 +81,7 @@ class SweepFolder:
         elif _identity(earlier) != _identity(record):
             if not force:
                 raise SweepFolderError(
-                    f"{self.path}: holds another sweep (other points, seeds or balloonsim version); "
+                    f"{self.path}: holds another sweep (other points, seeds, base scenario or balloonsim version); "
                     "choose another --out, or --force to replace that sweep's files"
                 )
             self._remove_own(earlier)
@@ -131,7 +131,10 @@ class SweepFolder:
         names = list(TABLES)
         if figures is not None:
             names += figures(self.path)
-        self.record[FILES_KEY] = sorted({*self.record[FILES_KEY], *names})
+        for name in set(self.record[FILES_KEY]) - set(names):  # an earlier figure not drawn this time
+            if name in FIGURES:
+                (self.path / name).unlink(missing_ok=True)
+        self.record[FILES_KEY] = sorted(names)
         self._write_record()
         return names
 
