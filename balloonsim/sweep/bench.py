@@ -10,6 +10,7 @@ would run it) and on a pool of 2.
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 import time
@@ -44,21 +45,35 @@ events:
 
 def speedup(runs: int = 16) -> tuple[float, float]:
     """Wall seconds of the same ``runs``-run sweep on 1 worker and on 2."""
-    walls = []
+    (one, _), (two, _) = timed(runs)
+    return one, two
+
+
+def timed(runs: int) -> tuple[tuple[float, float], tuple[float, float]]:
+    """(wall, CPU) seconds on 1 worker and on 2; CPU counts the workers too (on a busy machine the
+    wall ratio says how many cores it got, the CPU ratio what the pool costs)."""
+    measured = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         (folder / "host.yaml").write_text(HOST)
         spec = {"name": "bench", "scenario": "host.yaml", "seeds": runs, "seed": 1}
         for workers in (1, 2):
-            started = time.perf_counter()
-            run_sweep(
-                spec, out=folder / f"on-{workers}", workers=workers, figures=False, progress=False, base_dir=folder
-            )
-            walls.append(time.perf_counter() - started)
-    return walls[0], walls[1]
+            wall, cpu = time.perf_counter(), _cpu()
+            out = folder / f"on-{workers}"
+            run_sweep(spec, out=out, workers=workers, figures=False, progress=False, base_dir=folder)
+            measured.append((time.perf_counter() - wall, _cpu() - cpu))
+    return measured[0], measured[1]
+
+
+def _cpu() -> float:
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
 
 
 if __name__ == "__main__":  # pragma: no cover
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 16
-    one, two = speedup(n)
-    print(f"sweep of {n} runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s, speed-up {one / two:.2f}x")
+    (one, cpu_one), (two, cpu_two) = timed(n)
+    print(f"sweep of {n} runs: 1 worker {one:.2f} s, 2 workers {two:.2f} s: speed-up {one / two:.2f}x")
+    print(
+        f"CPU: 1 worker {cpu_one:.2f} s, 2 workers {cpu_two:.2f} s (2 idle cores: at most {2 * cpu_one / cpu_two:.2f}x)"
+    )

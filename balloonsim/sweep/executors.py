@@ -3,8 +3,8 @@
 Each executor is given a ``Runs`` (the base scenario, the points' settings, the seeds: sent to
 each worker once) and the runs to do, ``[(point index, seed index), ...]``, which it sends in
 chunks, and yields each chunk's outcomes as it completes, in any order: ``(point index, seed index, rows)``, the small
-per-run table of ``table.run_rows`` (a run that fails with a SimulationError gives
-``table.failed_rows``).  Workers send back only those rows, never timelines; the coordinator
+per-run table of ``table.run_rows`` as Parquet bytes (a run that fails with a SimulationError
+gives ``table.failed_rows``).  Workers send back only those rows, never timelines; the coordinator
 writes.
 """
 
@@ -24,10 +24,10 @@ from balloonsim.engine import Simulation
 from balloonsim.errors import SimulationError, UsageError
 from balloonsim.scenario.model import Scenario
 from balloonsim.sweep.derived import point_scenario
-from balloonsim.sweep.table import failed_rows, run_rows
+from balloonsim.sweep.table import failed_rows, parquet_bytes, run_rows
 
 Key = tuple[int, int]  # (point index, seed index)
-Outcome = tuple[int, int, pd.DataFrame]
+Outcome = tuple[int, int, bytes]  # the run's rows as a Parquet file
 
 
 @dataclass
@@ -62,10 +62,11 @@ class Runs:
 
 
 def run_chunk(runs: Runs, chunk: Sequence[Key]) -> list[Outcome]:
-    """Do a chunk of runs; the coordinator already reported the scenarios' warnings, once."""
+    """Do a chunk of runs, each's rows as Parquet bytes (encoded here, so the coordinator only
+    writes them); the coordinator already reported the scenarios' warnings, once."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        return [(p, j, runs.run(p, j)) for p, j in chunk]
+        return [(p, j, parquet_bytes(runs.run(p, j))) for p, j in chunk]
 
 
 def chunked(keys: list[Key], workers: int) -> list[list[Key]]:

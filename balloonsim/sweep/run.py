@@ -189,7 +189,7 @@ def _executor(
 
 
 def _table(checked: Plan, folder: SweepFolder) -> pd.DataFrame:
-    runs = {(p.id, j): folder.read_run(run_file(p.id, j)) for p in checked.points for j in range(len(checked.seeds))}
+    runs = [folder.read_run(run_file(p.id, j)) for p in checked.points for j in range(len(checked.seeds))]
     return sweep_table(checked.points, checked.loaded.spec.settings, checked.seeds, runs)
 
 

@@ -108,16 +108,14 @@ class SweepFolder:
         """The run files on disk."""
         return {name for name in os.listdir(self.runs) if _RUN_FILE.match(name)}
 
-    def write_run(self, name: str, rows: pd.DataFrame) -> None:
-        """One run's rows, whole or not at all."""
-        atomic_write(
-            self.runs / name, lambda tmp: pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), tmp)
-        )
+    def write_run(self, name: str, parquet: bytes) -> None:
+        """One run's rows (a Parquet file's bytes), whole or not at all."""
+        atomic_write(self.runs / name, lambda tmp: tmp.write_bytes(parquet))
 
-    def read_run(self, name: str) -> pd.DataFrame:
+    def read_run(self, name: str) -> pa.Table:
         path = self.runs / name
         try:
-            return pd.read_parquet(path)
+            return pq.read_table(path)
         except (OSError, ValueError, pa.ArrowException) as err:
             raise SweepFolderError(
                 f"{path}: not a readable run ({str(err).splitlines()[0] if str(err) else type(err).__name__}); "

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from balloonsim.sweep.spec import is_number, quantity
 from balloonsim.units import NS_PER_S
@@ -34,6 +37,12 @@ def run_rows(result: Result) -> pd.DataFrame:
     rows["failed"] = False
     rows["error"] = pd.Series([None] * len(rows), dtype="string")
     return rows
+
+
+def parquet_bytes(rows: pd.DataFrame) -> bytes:
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.Table.from_pandas(rows, preserve_index=False), sink)
+    return sink.getvalue().to_pybytes()
 
 
 def failed_rows(message: str) -> pd.DataFrame:
@@ -71,14 +80,16 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def sweep_table(
-    points: list[Point], settings: list[str], seeds: list[int], runs: dict[tuple[str, int], pd.DataFrame]
-) -> pd.DataFrame:
-    """The table from every run's rows (``runs[(point id, seed index)]``), in point, seed, domain order."""
-    parts = [
-        runs[(p.id, j)].assign(point=p.id, seed_index=j, seed=seed) for p in points for j, seed in enumerate(seeds)
-    ]
-    table = pd.concat(parts, ignore_index=True)
+def sweep_table(points: list[Point], settings: list[str], seeds: list[int], runs: list[pa.Table]) -> pd.DataFrame:
+    """The table from every run's rows, ``runs`` in point, then seed order: one Arrow concatenation
+    (a metric that is whole in one run and NaN in another becomes a float), one conversion."""
+    rows = np.array([len(r) for r in runs])
+    table = pa.concat_tables(runs, promote_options="permissive").to_pandas()
+    point_index = np.repeat(np.arange(len(points)), len(seeds))
+    seed_index = np.tile(np.arange(len(seeds)), len(points))
+    table.insert(0, "point", np.repeat(np.array([p.id for p in points], dtype=object)[point_index], rows))
+    table.insert(1, "seed_index", np.repeat(seed_index, rows))
+    table.insert(2, "seed", np.repeat(np.array(seeds, dtype=np.int64)[seed_index], rows))
     values = setting_columns(points, settings)
     table = values.merge(table, on="point", how="right", sort=False)
     first = [*values.columns, "seed_index", "seed", "domain"]
