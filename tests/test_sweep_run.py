@@ -217,6 +217,7 @@ def test_the_figures_are_written_and_say_what_they_show(spec, tmp_path):
     title = spread.get_title(loc="left").replace("\n", " ")
     assert "against overcommit" in title and "10-90 %" in title
     assert spread.get_ylabel() == "host_start_success_rate (share, 0-1)"
+    assert spread.get_xlabel() == "overcommit (Σ static-max / host total)"
     assert [t.get_text() for t in spread.get_legend().get_texts()] == ["none", "squeezed"]
     # the median of each line: 1 at 0.9, 0 at 1.5 (worked out above)
     assert [list(line.get_ydata()) for line in spread.get_lines()] == [[1.0, 0.0], [1.0, 0.0]]

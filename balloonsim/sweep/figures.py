@@ -17,7 +17,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from balloonsim.errors import ScenarioError
-from balloonsim.sweep.spec import SweepSpec
+from balloonsim.sweep.spec import GUESTS, OVERCOMMIT, SweepSpec
 from balloonsim.sweep.store import FIGURES, atomic_write
 from balloonsim.sweep.table import HOST_PREFIX
 from balloonsim.units import PAGES_PER_MIB
@@ -71,11 +71,16 @@ def per_run(table: pd.DataFrame, metric: str, guests: str) -> pd.DataFrame:
     return (values.astype(float) * scale).rename("value").reset_index()
 
 
+#: what the derived settings' numbers are (spec.DERIVED)
+DERIVED_UNITS = {GUESTS: " (guests)", OVERCOMMIT: " (Σ static-max / host total)"}
+
+
 def axis(table: pd.DataFrame, setting: str) -> tuple[pd.Series, str, bool]:
     """Each point's position on a setting's axis, its label, and whether it is numeric: the value
     if a number, MiB or seconds if a size or a time, else the values in the spec's order."""
     points = table.drop_duplicates("point").set_index("point")
-    for column, unit in ((setting, ""), (f"{setting}_mib", " (MiB)"), (f"{setting}_s", " (s)")):
+    plain = DERIVED_UNITS.get(setting, "")
+    for column, unit in ((setting, plain), (f"{setting}_mib", " (MiB)"), (f"{setting}_s", " (s)")):
         if column in points.columns and pd.api.types.is_numeric_dtype(points[column]):
             return points[column].astype(float), setting + unit, True
     return points[setting].astype(str), setting, False
