@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 #: planner columns the table has already (its own seed) or that name the base scenario
 NOT_HOST = ("scenario", "seed")
 HOST_PREFIX = "host_"
-KEYS = ("point", "seed_index", "seed")
 
 
 def run_rows(result: Result) -> pd.DataFrame:
