@@ -10,11 +10,11 @@
 
 __version__ = "0.4.0"
 
+from balloonsim import sweep  # noqa: E402  (a package you can call: balloonsim.sweep(spec) runs a sweep)
 from balloonsim.comparison import Comparison, compare  # noqa: E402
 from balloonsim.engine import run  # noqa: E402
 from balloonsim.results.result import Result  # noqa: E402
 from balloonsim.scenario import Scenario, load_scenario, parse_scenario  # noqa: E402
-from balloonsim.sweep import sweep  # noqa: E402  (the function; its package stays importable by name)
 
 __all__ = [
     "Comparison",

@@ -9,6 +9,8 @@ of it in order), ``bench`` (the speed-up on 2 workers).
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 from typing import Any
 
@@ -29,5 +31,15 @@ def sweep(spec: str | Path | dict[str, Any], *, progress: bool | None = False, *
 
     return run_sweep(spec, progress=progress, **options).table
 
+
+class _CallablePackage(types.ModuleType):
+    """``balloonsim.sweep(spec)`` calls ``sweep`` while ``balloonsim.sweep`` stays this package, so
+    ``import balloonsim.sweep.run as r`` keeps working (a function of the same name would hide it)."""
+
+    def __call__(self, spec: str | Path | dict[str, Any], **options: Any) -> pd.DataFrame:
+        return sweep(spec, **options)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = ["sweep"]

@@ -1,9 +1,9 @@
 """How much faster a sweep runs on 2 workers than on 1 (the benchmark calls ``speedup``).
 
-The same Monte Carlo sweep, ``runs`` seeds of one host (four guests with bursty workloads and a
-``mem-set`` each, runtime costs, two simulated minutes), is run whole (checking the points, the
-runs, writing each and the table; no figures) on 1 worker (in this process, as a single-core user
-would run it) and on a pool of 2.
+The same Monte Carlo sweep, ``runs`` seeds of one host (eight guests with bursty workloads, a
+``mem-set`` every 15 s shrinking or growing one of them, runtime costs, ten simulated minutes),
+is run whole (checking the points, the runs, writing each and the table; no figures) on 1 worker
+(in this process, as a single-core user would run it) and on a pool of 2.
 
     python -m balloonsim.sweep.bench [RUNS]
 """
@@ -14,33 +14,34 @@ import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 from balloonsim.sweep.run import run_sweep
 
-HOST = """\
+GUESTS = 8
+#: every 15 s one guest is given 1 GiB or its 3 GiB back, in turn
+MEM_SETS = "".join(
+    f"  - {{at: {15 * (k + 1)}s, domain: g{k % GUESTS + 1}, mem_set: {'1GiB' if k // GUESTS % 2 == 0 else '3GiB'}}}\n"
+    for k in range(39)
+)
+HOST = (
+    """\
 name: bench-host
-duration: 2min
-host: {total: 16GiB}
+duration: 10min
+host: {total: 32GiB}
 x-guest: &guest
   memory: 3GiB
   kernel: {used_at_boot: 256MiB, slab_reclaimable: 64MiB}
   workloads:
     - {name: service, constant: {anon: 400MiB, cache: 300MiB}}
-    - {name: jobs, bursts: {every: 20s, length: 10s, anon: [128MiB, 1GiB]}}
+    - {name: jobs, bursts: {every: 20s, length: 10s, anon: [128MiB, 768MiB]}}
 domains:
-  - {<<: *guest, name: g1}
-  - {<<: *guest, name: g2}
-  - {<<: *guest, name: g3}
-  - {<<: *guest, name: g4}
-events:
-  - {at: 10s, domain: g1, mem_set: 1GiB}
-  - {at: 20s, domain: g2, mem_set: 1536MiB}
-  - {at: 30s, domain: g3, mem_set: 2GiB}
-  - {at: 40s, domain: g4, mem_set: 1GiB}
-  - {at: 70s, domain: g1, mem_set: 3GiB}
-  - {at: 80s, domain: g4, mem_set: 2560MiB}
 """
+    + "".join(f"  - {{<<: *guest, name: g{i + 1}}}\n" for i in range(GUESTS))
+    + "events:\n"
+    + MEM_SETS
+)
 
 
 def speedup(runs: int = 16) -> tuple[float, float]:
@@ -63,6 +64,28 @@ def timed(runs: int) -> tuple[tuple[float, float], tuple[float, float]]:
             run_sweep(spec, out=out, workers=workers, figures=False, progress=False, base_dir=folder)
             measured.append((time.perf_counter() - wall, _cpu() - cpu))
     return measured[0], measured[1]
+
+
+def machine_speedup(chunks: int = 8) -> float:
+    """What this machine gives 2 processes now: the same pure-Python loop, ``chunks`` pieces in this
+    process and on a pool of 2 (on a busy machine far below 2, and the sweep's ratio with it)."""
+    started = time.perf_counter()
+    for _ in range(chunks):
+        _spin()
+    one = time.perf_counter() - started
+    with ProcessPoolExecutor(2) as pool:
+        list(pool.map(_spin, [1] * 2))  # the workers started before the clock does
+        started = time.perf_counter()
+        list(pool.map(_spin, [2_000_000] * chunks))
+        two = time.perf_counter() - started
+    return one / two
+
+
+def _spin(n: int = 2_000_000) -> int:
+    total = 0
+    for i in range(n):
+        total += i & 7
+    return total
 
 
 def _cpu() -> float:
