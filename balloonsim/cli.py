@@ -45,6 +45,7 @@ examples:
   balloonsim compare a.yaml b.yaml --fail-if "oom_kills > 0"
   balloonsim baseline save ci/baseline scenarios/*.yaml
   balloonsim baseline check ci/baseline --tolerance backoff_seconds=10%
+  balloonsim sweep scenarios/sweeps/overcommit.yaml    table and figures in results/sweeps/overcommit/
   balloonsim oracle convert script.script -o scenario.yaml
   balloonsim oracle compare script.script oracle.csv
   balloonsim bench
@@ -153,8 +154,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "validate",
-        help="check scenario files and report every problem",  # pragma: no mutate
-        description="Check each SCENARIO; print one line per problem as file:line: path: message.",  # pragma: no mutate
+        help="check scenario files (and sweep specs) and report every problem",  # pragma: no mutate
+        description="Check each SCENARIO (or sweep SPEC.yaml, with every point's scenario); "  # pragma: no mutate
+        "print one line per problem as file:line: path: message.",  # pragma: no mutate
     )
     p.add_argument("scenarios", type=Path, nargs="+", metavar="SCENARIO")
     p.set_defaults(func=cmd_validate)
@@ -216,6 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_compare_parser(sub)
     add_baseline_parser(sub)
+    add_sweep_parser(sub)
 
     p = sub.add_parser(
         "bench",
@@ -395,6 +398,115 @@ def add_baseline_parser(sub: Any) -> None:
         help="METRIC=N%% (relative) or METRIC=AMOUNT (absolute: 2s, 64MiB, 1); repeatable",  # pragma: no mutate
     )
     q.set_defaults(func=cmd_baseline_check)
+
+
+SWEEP_HELP = """\
+Run a scenario over a grid and/or random samples of settings, several seeds per point, and
+write one tidy table (point settings x seed x guest: the guest summary and, prefixed host_,
+the run's planner metrics) as table.parquet and table.csv, with figures (spread.png: a metric
+against a setting with the seeds' spread; heatmap.png: over two settings; cdf.png: across
+seeds) and sweep.json.  Each run is written to runs/ as it finishes: an interrupted sweep
+started again does only the runs still missing.  SPEC.yaml:
+
+  name: overcommit
+  scenario: ../managers.yaml        # relative to the spec file
+  seeds: 3                          # runs per point (seeds from SeedSequence(seed).spawn(seeds))
+  seed: 0
+  grid: {overcommit: [1.0, 1.2, 1.4], host.manager.kind: [none, squeezed]}
+  random: {samples: 4, settings: {balloon.max_retry_count: {uniform: [0, 8]}}}
+  figures: {metric: host_start_success_rate, x: overcommit, by: host.manager.kind}
+
+Settings: any dotted path run --set takes (a domain field: in every domain), and guests: N
+(the base's domains repeated) and overcommit: R (host.total for Σ static-max / total = R).
+
+exit status: 0 done (runs that failed are rows with failed = true); 2 bad input (the spec,
+a point's scenario, every bad point listed; a folder that holds another sweep or files of
+its own); 130/143 interrupted (the runs written are kept: start it again to resume)."""
+
+
+def add_sweep_parser(sub: Any) -> None:
+    p = _described(
+        sub,
+        "sweep",
+        "run a scenario over a grid or random samples of settings and seeds: one table, figures",  # pragma: no mutate
+        SWEEP_HELP,
+    )
+    p.add_argument("spec", type=Path, metavar="SPEC.yaml", help="the sweep's spec")  # pragma: no mutate
+    p.add_argument(
+        "--out",
+        type=Path,
+        metavar="DIR",
+        help="the sweep's folder (default: results/sweeps/<name>/); the same spec resumes there",  # pragma: no mutate
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive,
+        metavar="N",
+        help="local worker processes (default: all cores)",  # pragma: no mutate
+    )
+    where.add_argument(
+        "--serial",
+        action="store_true",
+        help="every run in this process, one after another",  # pragma: no mutate
+    )
+    where.add_argument(
+        "--cluster",
+        metavar="ADDRESS",
+        help="a dask.distributed scheduler (tcp://host:8786); its workers need this balloonsim",  # pragma: no mutate
+    )
+    where.add_argument(
+        "--dask-local",
+        type=_positive,
+        metavar="N",
+        help="a Dask LocalCluster of N one-thread worker processes",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="replace another sweep's files in DIR, or write beside files that are not a sweep's; "  # pragma: no mutate
+        "nothing else is touched",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--no-figures",
+        action="store_true",
+        help="do not draw the figures",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        help="show a progress bar over the runs (default: on a terminal)",  # pragma: no mutate
+    )
+    p.set_defaults(func=cmd_sweep)
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of at least 1, not {quoted(text)}")
+    return n
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from balloonsim.sweep.run import run_sweep
+
+    with warnings_printed(sys.stderr):
+        done = run_sweep(
+            args.spec, out=args.out, workers=args.workers, serial=args.serial, cluster=args.cluster,
+            dask_local=args.dask_local, force=args.force, figures=not args.no_figures, progress=args.progress,
+        )  # fmt: skip
+    skipped = f" ({done.skipped} already on disk)" if done.skipped else ""
+    print(f"sweep {done.folder.name}: {done.runs} runs{skipped}, {done.failed} failed, {done.wall_s:.1f} s")
+    for error in done.errors[:3]:
+        print(f"  failed: {error}")
+    if len(done.errors) > 3:
+        print(f"  ... and {len(done.errors) - 3} more (table: failed, error)")
+    figures = f"; {', '.join(done.figures)}" if done.figures else ""
+    print(f"wrote {done.folder}/ (table.parquet, table.csv: {len(done.table)} rows; sweep.json; runs/{figures})")
+    return 0
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -715,10 +827,18 @@ def cmd_validate(args: argparse.Namespace) -> int:
     """Check every file, even after one that cannot be read or used; warnings too, one line each."""
     from balloonsim.scenario import load_scenario
     from balloonsim.scenario.squeeze_case import is_squeeze_test, load_squeeze_test
+    from balloonsim.sweep.spec import is_sweep_spec
 
     status = 0
     for path in args.scenarios:
         try:
+            if is_sweep_spec(path):
+                from balloonsim.sweep.run import plan
+
+                with warnings_printed(sys.stderr):
+                    checked = plan(path)
+                print(f"{path}: ok (sweep, {len(checked.points)} point(s) x {len(checked.seeds)} seed(s))")
+                continue
             if is_squeeze_test(path):
                 case = load_squeeze_test(path)
                 print(f"{path}: ok (squeeze_test, {len(case.domains)} domain(s), expects {case.expect.outcome})")

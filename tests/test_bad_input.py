@@ -563,8 +563,14 @@ def test_a_replayed_trace_counts_only_the_samples_inside_the_run(tmp_path):
 
 
 def test_example_scenarios_have_no_warnings(recwarn):
+    from balloonsim.sweep.run import plan
+    from balloonsim.sweep.spec import is_sweep_spec
+
     for path in sorted((ROOT / "scenarios").rglob("*.yaml")):
-        load_squeeze_test(path) if is_squeeze_test(path) else load_scenario(path)
+        if is_sweep_spec(path):
+            plan(path)  # the spec and every point's scenario
+        else:
+            load_squeeze_test(path) if is_squeeze_test(path) else load_scenario(path)
     assert not [str(w.message) for w in recwarn if issubclass(w.category, ScenarioWarning)]
 
 

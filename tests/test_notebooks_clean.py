@@ -9,9 +9,9 @@ import pytest
 NOTEBOOKS = sorted((Path(__file__).parent.parent / "notebooks").glob("*.ipynb"))
 
 
-def test_the_five_notebooks_exist():
+def test_the_six_notebooks_exist():
     assert [p.stem for p in NOTEBOOKS] == [
-        "01-quickstart", "02-guest-pressure", "03-what-if", "04-kernel-versions", "05-host-managers",
+        "01-quickstart", "02-guest-pressure", "03-what-if", "04-kernel-versions", "05-host-managers", "06-sweep",
     ]  # fmt: skip
 
 

@@ -627,13 +627,19 @@ class Scenario(Model):
         Keys are dotted paths; a domain may be named instead of indexed:
         ``scenario.replace({"domains.stuck.balloon.max_retry_count": 0}, duration="2min")``.
         """
-        data = self.model_dump(mode="json")
-        for domain, dumped in zip(self.domains, data["domains"], strict=True):
-            if domain.balloon._retry_count_from_driver:  # left out: the (new) driver's default again
-                del dumped["balloon"]["max_retry_count"]
+        data = self.as_data()
         for path, value in {**(changes or {}), **fields}.items():
             _set_path(data, path, value)
         return Scenario._validated(data, None, {})
+
+    def as_data(self) -> dict[str, Any]:
+        """The scenario as plain data that validates to it again (what ``replace`` changes): a
+        ``max_retry_count`` the scenario left out stays out, so a changed driver brings its own."""
+        data = self.model_dump(mode="json")
+        for domain, dumped in zip(self.domains, data["domains"], strict=True):
+            if domain.balloon._retry_count_from_driver:
+                del dumped["balloon"]["max_retry_count"]
+        return data
 
 
 def _events_validated_fast(data: Any, context: Any) -> Any:
