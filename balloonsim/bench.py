@@ -25,8 +25,10 @@ from typing import Any
 
 import simpy
 
+from balloonsim import bench_process
 from balloonsim.engine import Simulation
 from balloonsim.scenario.model import Scenario
+from balloonsim.sweep import bench as sweep_bench
 from balloonsim.units import PAGES_PER_GIB, pages_to_kib
 
 JIFFY_NS = 4_000_000  # HZ=250, as the oracle's timing cases
@@ -150,7 +152,12 @@ def _fleet_in_a_fresh_process(guests: int, hours: float) -> dict[str, float]:
     return json.loads(out.splitlines()[-1])
 
 
-def main(quick: bool = False, fleet_size: tuple[int, float] | None = None) -> int:
+def main(
+    quick: bool = False,
+    fleet_size: tuple[int, float] | None = None,
+    oracle_dir: str | None = None,
+    sweep: bool = False,
+) -> int:
     rounds, steps = (2, 20_000) if quick else (10, 200_000)
     step_rounds = 1  # the turn-by-turn baseline: one round trip is enough for a rate
     print(f"balloonsim bench{' (quick)' if quick else ''}: wall times on this machine; ratios are within this run\n")
@@ -216,6 +223,14 @@ def main(quick: bool = False, fleet_size: tuple[int, float] | None = None) -> in
         f"  the same, v5.16   {thread_wall:8.3f} s  {next(sim.env._eid) / thread_wall:10.3g} SimPy events/s"
         f"  ({turns} thread passes, {len(result.timeline)} rows; {thread_wall / wall:.2f}x the v5.12 run's time)"
     )
+    print(f"\nsmall steps, whole process: {steps} target changes, from Python's start to the built result")
+    print(bench_process.report(bench_process.whole_process(steps, oracle_dir)))
+    if oracle_dir is None:
+        print("  (--oracle DIR: the compiled oracle's rate on the same steps, measured now; see its README)")
+    if sweep:
+        one, two = sweep_bench.speedup(4 if quick else 16)
+        print("\nsweep: the same Monte Carlo sweep on 1 worker and on a pool of 2 (balloonsim/sweep/bench.py)")
+        print(f"  1 worker {one:8.2f} s   2 workers {two:8.2f} s   speed-up {one / two:.2f}x")
     if fleet_size is not None:
         guests, hours = fleet_size
         f = _fleet_in_a_fresh_process(guests, hours)

@@ -239,6 +239,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="also run the host-hour host with GUESTS guests for HOURS simulated hours "  # pragma: no mutate
         "in a fresh process: wall time and peak memory (e.g. --fleet 1000 24)",  # pragma: no mutate
     )
+    p.add_argument(
+        "--oracle",
+        metavar="DIR",
+        help="a built copy of the shared oracle: its whole-process rate on the small steps, "  # pragma: no mutate
+        "measured in the same run",  # pragma: no mutate
+    )
+    p.add_argument(
+        "--sweep",
+        action="store_true",
+        help="also time one sweep on 1 worker and on 2",  # pragma: no mutate
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 
@@ -913,7 +924,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     from balloonsim.bench import main as bench_main
 
     fleet = None if args.fleet is None else (int(args.fleet[0]), args.fleet[1])
-    return bench_main(quick=args.quick, fleet_size=fleet)
+    return bench_main(quick=args.quick, fleet_size=fleet, oracle_dir=args.oracle, sweep=args.sweep)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -74,7 +74,7 @@ USAGE = {
     "[--hotplug | --no-hotplug] SCRIPT",
     ("oracle", "compare"): "usage: balloonsim oracle compare [-h] [--hz HZ] [--section PAGES] "
     "[--hotplug | --no-hotplug] SCRIPT CSV",
-    ("bench",): "usage: balloonsim bench [-h] [--quick] [--fleet GUESTS HOURS]",
+    ("bench",): "usage: balloonsim bench [-h] [--quick] [--fleet GUESTS HOURS] [--oracle DIR] [--sweep]",
 }
 
 
