@@ -590,7 +590,7 @@ def cmd_baseline_check(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from balloonsim.engine import Simulation
     from balloonsim.progress import RunProgress
-    from balloonsim.results.store import TABLES, check_destination, save_result
+    from balloonsim.results.store import TABLES, saving
     from balloonsim.scenario import load_scenario
     from balloonsim.scenario.overrides import parse_setting, with_settings
     from balloonsim.scenario.squeeze_case import is_squeeze_test
@@ -603,11 +603,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     with warnings_printed(sys.stderr):
         scenario = with_settings(load_scenario(args.scenario), settings, "--set")
     out = args.output or Path("results") / scenario.name
-    check_destination(out, force=args.force)  # before simulating, not after
     definition = scenario.model_dump(mode="json")  # for run.json; before a Ctrl-C may come
     figures: list[str] = []
-    with RunProgress(scenario.name, args.progress) as progress, warnings_printed(sys.stderr):
-        result = Simulation(scenario, args.seed).run(progress=progress)
+    # the destination is checked and locked before simulating; the tables stream into the folder
+    # that is swapped in when complete (an interrupted run leaves nothing)
+    with (
+        saving(out, force=args.force) as window,
+        RunProgress(scenario.name, args.progress) as progress,
+        warnings_printed(sys.stderr),
+    ):
+        result = Simulation(scenario, args.seed, spool=window.folder).run(progress=progress)
 
         def draw(tmp: Path) -> None:
             if not args.no_plot:
@@ -616,7 +621,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 figures.extend(write_figures(result, tmp, on_figure=progress.drawing))
 
         progress.saving(len(TABLES))
-        save_result(result, out, scenario=definition, extra=draw, force=args.force, on_table=progress.saved)
+        window.save_result(result, scenario=definition, extra=draw, on_table=progress.saved)
     print(render_summary(result))
     print(f"\nwrote {out}/ (timeline, events, host, targets, summary .parquet; run.json{_listed(figures)})")
     return 0

@@ -24,9 +24,10 @@ from balloonsim.managers.base import MemSet, SetMaxPages, SetTarget
 from balloonsim.managers.process import HostIO, apply
 from balloonsim.progress import RunProgress
 from balloonsim.registry import MANAGERS, NO_MANAGER
-from balloonsim.results.recorder import Recorder
+from balloonsim.results.recorder import ROW_GROUP, Recorder
 from balloonsim.results.result import Result, build_result
 from balloonsim.results.settings import run_settings
+from balloonsim.results.spool import identity_of
 from balloonsim.scenario import load_scenario
 from balloonsim.scenario.model import Event, ManagerParams, Scenario
 from balloonsim.sim import END, EVENT, Environment, Process, Timer, work_priority
@@ -54,7 +55,17 @@ def host_size(scenario: Scenario) -> tuple[int, int]:
 
 
 class Simulation:
-    def __init__(self, scenario: Scenario | str | Path, seed: int | None = None, *, bulk_iterations: bool = True):
+    def __init__(
+        self,
+        scenario: Scenario | str | Path,
+        seed: int | None = None,
+        *,
+        bulk_iterations: bool = True,
+        spool: Path | None = None,
+        row_group: int = ROW_GROUP,
+    ):
+        """``spool``: the folder the tables are streamed to (default: a temporary one the Result owns);
+        ``row_group``: rows per Parquet row group (the most the recorder holds of each table)."""
         if not isinstance(scenario, Scenario):
             scenario = load_scenario(scenario)
         self.scenario = scenario
@@ -78,7 +89,16 @@ class Simulation:
             g.row_sources() if g else GuestKernel.column_sources(d)  # a domain started later: its columns
             for g, d in zip(self._slots, scenario.domains, strict=True)
         ]
-        self.recorder = Recorder([d.name for d in scenario.domains], sources, self.host)
+        self._digest = scenario.digest()
+        self.recorder = Recorder(
+            [d.name for d in scenario.domains],
+            sources,
+            self.host,
+            hz=[d.kernel.hz for d in scenario.domains],
+            spool=spool,
+            identity=identity_of(self._identity()),
+            row_group=row_group,
+        )
         self._cause_work = self.recorder.causes("work")
         self._cause_sleep = self.recorder.causes("alloc_ballooned_sleep")
         self._cause_manager = self.recorder.causes("manager")
@@ -180,6 +200,13 @@ class Simulation:
         ``progress``: None shows a bar on a terminal, True/False forces it on/off; an object with
         ``simulated(now_ns, end_ns)`` is told as simulated time passes instead.
         """
+        try:
+            return self._run(progress)
+        except BaseException:
+            self.recorder.abort()  # nothing half-written is left in a temporary folder
+            raise
+
+    def _run(self, progress: bool | None | ProgressSink) -> Result:
         started = time.perf_counter()
         self._start_script()
         end = Timer(self.env, self.scenario.duration, END)
@@ -216,12 +243,18 @@ class Simulation:
         self.env.run(until=end)
         simulated(self.env.now, duration)
 
-    def metadata(self, wall_s: float) -> dict[str, Any]:
+    def _identity(self) -> dict[str, Any]:
+        """What names the run (every result file carries it)."""
         return {
             "scenario": self.scenario.name,
-            "scenario_sha256": self.scenario.digest(),
+            "scenario_sha256": self._digest,
             "seed": self.seed,
             "balloonsim_version": __version__,
+        }
+
+    def metadata(self, wall_s: float) -> dict[str, Any]:
+        return {
+            **self._identity(),
             "duration_ns": self.scenario.duration,
             "host_needed_pages": self.scenario.host.needed,
             "domains": len(self.scenario.domains),

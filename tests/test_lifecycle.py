@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from balloonsim.managers.base import PeriodicManager
@@ -53,7 +55,9 @@ def test_without_a_manager_a_start_succeeds_exactly_when_xen_has_the_memory_free
     ]
     failed = r.events[r.events["kind"] == "start_failed"].iloc[0]
     assert "the host has 524288 pages (2 GiB) free, the domain needs 786432 pages (3 GiB)" in failed["message"]
-    host = r.host.set_index(["time_s", "cause"])["host_free"]
+    # the host row in force after each timeline row: the last host row at or before it
+    after = np.searchsorted(r.host["row"].to_numpy(), np.arange(len(r.timeline)), side="right") - 1
+    host = pd.Series(r.host["host_free"].to_numpy()[after], index=[r.timeline["time_s"], r.timeline["cause"]])
     assert host[(10.0, "started")] == 2 * GiB  # b's pages came from the free pool
     assert host[(30.0, "stop")] == 3 * GiB  # a's 1 GiB went back
     assert host[(40.0, "started")] == 0

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from balloonsim.results import store
+from balloonsim.results import spool, store
 from balloonsim.results.result import Result
 from balloonsim.results.store import (
     Destination,
@@ -509,12 +509,13 @@ def test_a_run_json_that_is_not_json_names_the_line(tmp_path):
 def test_a_table_that_cannot_be_read_names_the_file_and_why(error, detail, tmp_path, monkeypatch):
     folder = save_result(tiny_result(), tmp_path / "r")
 
-    def read_parquet(_path):
+    def read_parquet(_path, **_kw):
         raise error
 
-    monkeypatch.setattr(store.pd, "read_parquet", read_parquet)
+    monkeypatch.setattr(spool.pd, "read_parquet", read_parquet)
+    loaded = load_result(folder)  # a table is read when first asked for
     with pytest.raises(ResultError) as raised:
-        load_result(folder)
+        _ = loaded.timeline
     assert (
         message(raised)
         == f"{folder / 'timeline.parquet'}: not a readable Parquet file ({detail}); the result is damaged"

@@ -8,7 +8,6 @@ expected table is worked out by hand from the rows recorded.
 
 from __future__ import annotations
 
-from array import array
 from types import SimpleNamespace
 
 import numpy as np
@@ -177,24 +176,33 @@ def test_the_timeline_has_every_row_in_recorded_order_with_each_components_colum
     pd.testing.assert_frame_equal(toy.timeline, expected)
 
 
-def test_the_host_table_has_one_row_per_timeline_row(toy):
-    t = np.array([0, 0, 0, 2_500_000_000, 3_004_999_999, 3_004_999_999, 100_000_000_500_000_000], dtype=np.int64)
-    free = np.array([100, 100, 100, 90, 80, 80, 150], dtype=np.int64)
+def test_the_host_table_has_a_row_where_the_host_changed_and_at_the_last_row(toy):
+    # the toy's host free per timeline row (0..6): 100 100 100 90 80 80 150, domain pages 1000 - free,
+    # other 24.  Rows 0 (the first), 3 (100 -> 90), 4 (90 -> 80) and 6 (80 -> 150) change it; rows 1,
+    # 2 and 5 repeat the row before.  Row 6 is also the last, so nothing is added for the end.
+    t = np.array([0, 2_500_000_000, 3_004_999_999, 100_000_000_500_000_000], dtype=np.int64)
+    free = np.array([100, 90, 80, 150], dtype=np.int64)
     expected = pd.DataFrame(
         {
             "time_ns": t,
             "time_s": t / S,
-            "domain": categorical(["a", "b", "c", "a", "b", "c", "a"], ["a", "b", "c"]),
-            "cause": categorical(
-                ["init", "init", "init", "target", "work", "work", "end"], ["init", "work", "end", "target"]
-            ),
+            "row": np.array([0, 3, 4, 6], dtype=np.int64),
             "host_free": free,
             "domain_pages": 1000 - free,
-            "other_pages": np.full(7, 24, dtype=np.int64),
+            "other_pages": np.full(4, 24, dtype=np.int64),
             "host_free_mib": free / 256,
         }
     )
     pd.testing.assert_frame_equal(toy.host, expected)
+
+
+def test_the_host_table_ends_at_the_runs_last_row_even_unchanged():
+    host = FakeHost(free_pages=7, domain_pages=3, other_pages=0)
+    rec = Recorder(["a"], [[Driver(), Memory()]], host)
+    for t in (0, 5, 9):  # three rows, the host as it was: row 0 (the first), then row 2 (the last)
+        rec.row(t, 0, rec.causes("init"))
+    r = build_result(rec, [250], {}, {})
+    assert r.host[["time_ns", "row", "host_free", "domain_pages"]].values.tolist() == [[0, 0, 7, 3], [9, 2, 7, 3]]
 
 
 def test_events_name_their_domain_the_host_for_none(toy):
@@ -385,18 +393,20 @@ def test_a_component_that_gives_more_values_than_columns_is_an_error():
     assert rec.rows == 1
 
 
-def test_the_size_warning_says_how_much_memory_the_buffers_hold():
+def test_the_size_warning_says_how_much_loading_the_timeline_whole_takes():
     rec = Recorder(["a"], [[Driver()]], no_host())
-    # 2**23 timeline values and 2**22 host values of 8 bytes: 96 MiB = 0.09375 GiB, shown as 0.1
-    rec.timeline = array("q", [0]) * 2**23
-    rec.host = array("q", [0]) * 2**22
+    # 3 key + 5 driver columns + 4 derived (time_s, jiffies, current_mib, target_mib) = 12 columns
+    # of 8 bytes: 12,345 rows x 96 bytes = 1,185,120 bytes = 0.0011 GiB, shown as 0.0
     rec.rows = 12_345
     with pytest.warns(RunWarning) as caught:
         rec._warn_size()
     assert [str(w.message) for w in caught] == [
-        "the timeline has 12,345 rows (0.1 GiB in memory so far, about twice that once the tables are built); "
+        "the timeline has 12,345 rows (0.0 GiB to load it whole; streamed to disk meanwhile); "
         "fewer rows: a larger progress_every, fewer events, a shorter duration"
     ]
+    rec.rows = 2**24  # x 96 bytes = 1.5 GiB
+    with pytest.warns(RunWarning, match=r"\(1\.5 GiB to load it whole"):
+        rec._warn_size()
 
 
 # -- summary: when the host had the memory it needs ----------------------------------------

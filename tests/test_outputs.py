@@ -17,7 +17,7 @@ import balloonsim.engine
 import balloonsim.plots
 from balloonsim.cli import main
 from balloonsim.progress import RunProgress
-from balloonsim.results import store
+from balloonsim.results import spool, store
 from balloonsim.results.store import Interrupted, ResultBusy, ResultError, load_result, save_result
 from conftest import make_scenario, run
 
@@ -338,14 +338,15 @@ def test_a_full_disk_ends_in_one_line_and_leaves_nothing(result, tiny, tmp_path,
     folder = save_result(result, tmp_path / "r")
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     written = []
+    write_table = spool.pq.ParquetWriter.write_table
 
-    def write_table(table, where):
+    def write_some(writer, table, **kw):  # the first row group is written, then the disk is full
         if written:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(where))
-        written.append(where)
-        Path(where).write_bytes(b"partial")
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(writer.where))
+        written.append(writer.where)
+        write_table(writer, table, **kw)
 
-    monkeypatch.setattr(store.pq, "write_table", write_table)
+    monkeypatch.setattr(spool.pq.ParquetWriter, "write_table", write_some)
     assert main(["run", str(tiny), "-o", str(folder), "--no-plot"]) == 1
     err = one_line(capsys.readouterr().err)
     assert f"cannot save the result to {folder}: No space left on device" in err

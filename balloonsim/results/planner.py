@@ -35,6 +35,7 @@ Means are over the run's simulated time, each row's value holding until the next
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -52,18 +53,26 @@ GOAL, DECLARED_STUCK = "goal", "declared_stuck"
 OVERCOMMIT = "overcommit (Σ static-max / host)"
 
 
-def domain_sums(timeline: pd.DataFrame, values: np.ndarray) -> np.ndarray:
+def domain_sums(timeline: pd.DataFrame, values: np.ndarray, last: np.ndarray | None = None) -> np.ndarray:
     """After each timeline row, Σ over domains of each one's value at its latest row (0 before its first).
 
     Each row adds its change from its domain's previous row: one stable sort by domain, the
-    differences, and a running sum in row (time) order."""
+    differences, and a running sum in row (time) order.  ``last``: for rows that continue earlier
+    ones (a row group), each domain's value before them (by domain code), updated to its last here."""
     codes = timeline["domain"].cat.codes.to_numpy()
     order = np.lexsort((np.arange(len(codes)), codes))
     v = np.asarray(values)[order]
-    first = np.r_[True, codes[order][1:] != codes[order][:-1]][: len(v)]
+    c = codes[order]
+    first = np.r_[True, c[1:] != c[:-1]][: len(v)]
+    before = 0 if last is None else last[c]
     change = np.empty_like(v)
-    change[order] = v - np.where(first, 0, np.r_[0, v[:-1]][: len(v)])
-    return np.cumsum(change)
+    change[order] = v - np.where(first, before, np.r_[0, v[:-1]][: len(v)])
+    if last is None:
+        return np.cumsum(change)
+    start = last.sum()
+    final = np.r_[c[1:] != c[:-1], True][: len(v)]
+    last[c[final]] = v[final]
+    return start + np.cumsum(change)
 
 
 def held_ns(time_ns: np.ndarray, end_ns: int) -> np.ndarray:
@@ -83,13 +92,30 @@ def goal_in_force(events: pd.DataFrame, time_ns: np.ndarray) -> np.ndarray:
     return np.where(index >= 0, goals["pages"].to_numpy(dtype=float)[np.maximum(index, 0)], np.nan)
 
 
-def static_max_of_rows(result: Result) -> np.ndarray:
-    """Each timeline row's domain's static-max (pages); NaN for a result saved without it."""
+def static_max_by_code(result: Result, domains: pd.Index) -> np.ndarray:
+    """Each domain's static-max (pages), by domain code; NaN for a result saved without it."""
     summary = result.summary
     if "static_max_pages" not in summary.columns:
-        return np.full(len(result.timeline), np.nan)
-    by_code = summary.set_index("domain")["static_max_pages"].reindex(result.timeline["domain"].cat.categories)
-    return by_code.to_numpy(dtype=float)[result.timeline["domain"].cat.codes.to_numpy()]
+        return np.full(len(domains), np.nan)
+    return summary.set_index("domain")["static_max_pages"].reindex(domains).to_numpy(dtype=float)
+
+
+def host_row_of(host: pd.DataFrame, start: int, stop: int) -> np.ndarray:
+    """For timeline rows ``start`` to ``stop``, the host row in force after each: the last at or before
+    it (a result saved before the host table kept only changes has one host row per timeline row)."""
+    rows = np.arange(start, stop)
+    if "row" not in host.columns:
+        return rows
+    return np.maximum(np.searchsorted(host["row"].to_numpy(), rows, side="right") - 1, 0)
+
+
+#: the timeline columns the planner reads
+PLANNER_COLUMNS = (
+    "time_ns", "domain", "dom_pages", "target_pages", "current_pages", "mem_total", "guest_free",
+    "page_cache", "slab_reclaimable", "swap_pages", "unmet_demand",
+)  # fmt: skip
+#: the running sums over domains in the planner's series
+SUMS = ("running", "claimed", "guests_lacking", "idle_held", "max_memory")
 
 
 def planner_series(result: Result) -> pd.DataFrame:
@@ -97,7 +123,55 @@ def planner_series(result: Result) -> pd.DataFrame:
     total, the goal in force, the running domains and their static-max, what their targets claim,
     stranded free memory, idle held memory and the overcommit ratio (pages; the module's
     docstring defines them)."""
-    tl, host = result.timeline, result.host
+    parts = [part for part, _ in series_parts(result)]
+    return pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0]
+
+
+def series_parts(result: Result) -> Iterator[tuple[pd.DataFrame, int | None]]:
+    """``planner_series`` a timeline row group at a time, each part with the time the next begins
+    (None for the last): every domain's latest values are carried from one group to the next.
+    A goal set between two row groups goes with the earlier, after its last row."""
+    host, events = result.host, result.events
+    goal_ns = events.loc[events["kind"] == GOAL, "time_ns"].to_numpy()
+    carried: dict[str, np.ndarray] = {}
+    static_max = np.zeros(0)
+    pending: pd.DataFrame | None = None  # a row group waiting for the time the next one begins
+    start = 0
+
+    def part(tl: pd.DataFrame, next_ns: int | None) -> tuple[pd.DataFrame, int | None]:
+        row_ns = tl["time_ns"].to_numpy()
+        mine = goal_ns if next_ns is None else goal_ns[goal_ns < next_ns]
+        if start:  # a goal before the first row goes with it
+            mine = mine[mine >= row_ns[0]]
+        if not len(row_ns):  # no domain ever ran: no state for a goal to go with
+            mine = mine[:0]
+        rows = host_row_of(host, start, start + len(tl))
+        return _series_part(tl, host, events, rows, static_max, carried, mine), next_ns
+
+    for tl in result.row_groups("timeline", PLANNER_COLUMNS):
+        if pending is None:
+            domains = tl["domain"].cat.categories
+            static_max = static_max_by_code(result, domains)
+            carried = {name: np.zeros(len(domains), float if name == "max_memory" else np.int64) for name in SUMS}
+        elif len(tl):  # (only a table without rows has an empty group)
+            yield part(pending, int(tl["time_ns"].iloc[0]))
+            start += len(pending)
+        pending = tl
+    assert pending is not None
+    yield part(pending, None)
+
+
+def _series_part(
+    tl: pd.DataFrame,
+    host: pd.DataFrame,
+    events: pd.DataFrame,
+    host_rows: np.ndarray,
+    static_max: np.ndarray,
+    carried: dict[str, np.ndarray],
+    goal_ns: np.ndarray,
+) -> pd.DataFrame:
+    """The series after the rows ``tl`` (their host rows ``host_rows``) and at the goals ``goal_ns``
+    that come after them; ``carried``: each domain's values before them, for the running sums."""
     running = tl["dom_pages"].to_numpy() > 0
     claim = np.maximum(0, tl["target_pages"].to_numpy() - tl["current_pages"].to_numpy())
     used = (
@@ -107,29 +181,33 @@ def planner_series(result: Result) -> pd.DataFrame:
     reserve = tl["page_cache"].to_numpy() + tl["slab_reclaimable"].to_numpy()
     idle = np.maximum(0, tl["dom_pages"].to_numpy() - used - reserve)
     wanting = tl["unmet_demand"].to_numpy() > 0
-    free = host["host_free"].to_numpy()
-    max_memory = domain_sums(tl, np.where(running, static_max_of_rows(result), 0.0))
-    total = free + host["domain_pages"].to_numpy() + host["other_pages"].to_numpy()
+    free = host["host_free"].to_numpy()[host_rows]
+    values = {
+        "running": running.astype(np.int64),
+        "claimed": np.where(running, claim, 0),
+        "guests_lacking": (running & wanting).astype(np.int64),
+        "idle_held": np.where(running, idle, 0),
+        "max_memory": np.where(running, static_max[tl["domain"].cat.codes.to_numpy()], 0.0),
+    }
+    sums = {name: domain_sums(tl, values[name], carried[name]) for name in SUMS}
+    total = free + host["domain_pages"].to_numpy()[host_rows] + host["other_pages"].to_numpy()[host_rows]
     state = {
         "host_free": free,
         "host_total": total,
-        "running": domain_sums(tl, running.astype(np.int64)),
-        "claimed": domain_sums(tl, np.where(running, claim, 0)),
-        "guests_lacking": domain_sums(tl, (running & wanting).astype(np.int64)),
-        "idle_held": domain_sums(tl, np.where(running, idle, 0)),
-        "max_memory": max_memory,
-        "overcommit": max_memory / np.maximum(total, 1),
+        "running": sums["running"],
+        "claimed": sums["claimed"],
+        "guests_lacking": sums["guests_lacking"],
+        "idle_held": sums["idle_held"],
+        "max_memory": sums["max_memory"],
+        "overcommit": sums["max_memory"] / np.maximum(total, 1),
     }
     # a goal change between rows starts a new stretch of the series: the rows' state, the new goal
-    row_ns = host["time_ns"].to_numpy()
-    goal_ns = result.events.loc[result.events["kind"] == GOAL, "time_ns"].to_numpy()
-    if not len(row_ns):  # no domain ever ran: no state for a goal to go with
-        goal_ns = goal_ns[:0]
+    row_ns = tl["time_ns"].to_numpy()
     time_ns = np.r_[row_ns, goal_ns]
     order = np.argsort(time_ns, kind="stable")
     row = np.r_[np.arange(len(row_ns)), np.maximum(np.searchsorted(row_ns, goal_ns, side="right") - 1, 0)][order]
     time_ns = time_ns[order]
-    goal = goal_in_force(result.events, time_ns)
+    goal = goal_in_force(events, time_ns)
     at = {name: values[row] for name, values in state.items()}
     # fmax: no goal yet (NaN) strands nothing
     stranded = np.where(at["guests_lacking"] > 0, np.fmax(0, at["host_free"] - goal - at["claimed"]), 0)
@@ -189,15 +267,41 @@ def planner_applies(result: Result) -> bool:
     return manager_kind(result) != "none" or ("kind" in events.columns and bool((events["kind"] == START_ASKED).any()))
 
 
-def time_weighted_mean(series: pd.DataFrame, column: str, end_ns: int) -> float:
-    """The column's mean over simulated time (each row holding until the next, the last until the end)."""
-    time_ns = series["time_ns"].to_numpy()
-    if not len(time_ns):
-        return math.nan
-    held = held_ns(time_ns, end_ns)
-    if not held.sum():
-        return float(series[column].iloc[-1])
-    return float(np.dot(series[column].to_numpy(dtype=float), held) / held.sum())
+def series_totals(result: Result, end_ns: int) -> dict[str, float]:
+    """What ``planner_table`` reads of the series, summed a part at a time (``series_parts``), each row
+    holding until the next, the last until ``end_ns``: time below the goal, the time-weighted means
+    of stranded free and idle held memory, the most stranded, the overcommit at its most and at the end."""
+    weighted = {"stranded_free": 0.0, "idle_held": 0.0}
+    held_total = below_ns = 0
+    peaks: dict[str, list[float]] = {"stranded_free": [], "overcommit": []}
+    last: pd.Series | None = None
+    for part, next_ns in series_parts(result):
+        if not len(part):
+            continue
+        time_ns = part["time_ns"].to_numpy()
+        held = held_ns(time_ns, end_ns) if next_ns is None else np.diff(np.r_[time_ns, next_ns])
+        held_total += int(held.sum())
+        below_ns += int(held[part["host_free"].to_numpy() < part["goal"].to_numpy()].sum())
+        for column in weighted:
+            weighted[column] += float(np.dot(part[column].to_numpy(dtype=float), held))
+        for column, values in peaks.items():
+            values.append(part[column].max())
+        last = part.iloc[-1]
+    if last is None:
+        return {"below_goal_s": 0.0, "stranded_free_mean": math.nan, "stranded_free_max": 0,
+                "idle_held_mean": math.nan, "overcommit_max": math.nan, "overcommit_end": math.nan}  # fmt: skip
+
+    def mean(column: str) -> float:
+        return float(weighted[column] / held_total) if held_total else float(last[column])
+
+    return {
+        "below_goal_s": float(ns_to_s(below_ns)),
+        "stranded_free_mean": mean("stranded_free"),
+        "stranded_free_max": max(peaks["stranded_free"]),
+        "idle_held_mean": mean("idle_held"),
+        "overcommit_max": float(pd.Series(peaks["overcommit"]).max()),
+        "overcommit_end": float(last["overcommit"]),
+    }
 
 
 def planner_table(result: Result) -> pd.DataFrame:
@@ -207,9 +311,7 @@ def planner_table(result: Result) -> pd.DataFrame:
     ok = starts[starts["outcome"] == "started"]
     failed = starts[starts["outcome"] == "failed"]
     goals = goal_episodes(result)
-    series = result.planner_series
-    end_ns = int(result.metadata.get("duration_ns") or (series["time_ns"].max() if len(series) else 0))
-    held = held_ns(series["time_ns"].to_numpy(), end_ns)
+    series = series_totals(result, int(result.metadata.get("duration_ns") or 0))
     stuck = result.events[result.events["kind"] == DECLARED_STUCK]["domain"].astype(str).unique()
     summary = result.summary
     return pd.DataFrame(
@@ -232,12 +334,12 @@ def planner_table(result: Result) -> pd.DataFrame:
                 if len(goals)
                 else math.nan
             ],
-            "below_goal_s": [float(ns_to_s(held[series["host_free"].to_numpy() < series["goal"].to_numpy()].sum()))],
-            "stranded_free_mean_pages": [time_weighted_mean(series, "stranded_free", end_ns)],
-            "stranded_free_max_pages": [int(series["stranded_free"].max()) if len(series) else 0],
-            "idle_held_mean_pages": [time_weighted_mean(series, "idle_held", end_ns)],
-            "overcommit_max": [float(series["overcommit"].max()) if len(series) else math.nan],
-            "overcommit_end": [float(series["overcommit"].iloc[-1]) if len(series) else math.nan],
+            "below_goal_s": [series["below_goal_s"]],
+            "stranded_free_mean_pages": [series["stranded_free_mean"]],
+            "stranded_free_max_pages": [int(series["stranded_free_max"])],
+            "idle_held_mean_pages": [series["idle_held_mean"]],
+            "overcommit_max": [series["overcommit_max"]],
+            "overcommit_end": [series["overcommit_end"]],
             "guests_stuck": [len(stuck)],
             "stuck_guests": [", ".join(stuck)],
             "oom_kills": [int(summary["oom_kills"].fillna(0).sum())],

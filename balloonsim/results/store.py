@@ -36,16 +36,17 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from balloonsim.errors import BalloonsimError, UsageError
-from balloonsim.results.result import Result
+from balloonsim.results.result import TABLES, Result
+from balloonsim.results.spool import METADATA_KEY as METADATA_KEY  # read by users of the store
+from balloonsim.results.spool import Spool, identity_of, rewrite_identity, write_frame
 
-TABLES = ("timeline", "events", "host", "targets", "summary")
 TABLE_FILES = frozenset(f"{t}.parquet" for t in TABLES)
 #: the tables of ``balloonsim compare`` (and its figure, compare.png)
 COMPARISON_FILES = frozenset({"comparison.parquet", "comparison.csv", "compare.png"})
@@ -55,9 +56,6 @@ BASELINE_SUFFIX = ".baseline.json"
 FIGURES = ("timeline.png", "host.png", "gap_heatmap.png", "summary.png")
 #: drawn besides those for a run with VM starts or a host manager (``plots.host_memory_figure``)
 PLANNER_FIGURE = "host_memory.png"
-METADATA_KEY = b"balloonsim"
-#: metadata that identifies a run (kept in every Parquet file; wall time is not)
-IDENTITY = ("scenario", "scenario_sha256", "seed", "balloonsim_version")
 #: run.json keys: the marker of a result folder (its format version) and the files balloonsim wrote
 FORMAT_KEY = "balloonsim_result"
 FORMAT_VERSION = 1
@@ -203,16 +201,8 @@ def save_result(
     is told after each table is written.  Raises ResultError if ``directory`` may not be written
     (see ``check_destination``), ResultBusy if another save holds it, SaveError if writing fails.
     """
-    run = dict(result.metadata)
-    if scenario is not None:
-        run["scenario_definition"] = scenario
-
-    def write(tmp: Path) -> None:
-        _write_tables(result, tmp, on_table)
-        if extra is not None:
-            extra(tmp)
-
-    return save_folder(directory, write, run, force=force)
+    with saving(directory, force=force) as window:
+        return window.save_result(result, scenario=scenario, extra=extra, on_table=on_table)
 
 
 def save_folder(
@@ -220,30 +210,84 @@ def save_folder(
 ) -> Path:
     """Save what ``write(tmpdir)`` writes, with ``run`` as its run.json, as ``save_result`` saves a
     result: the same refusals, one writer, swapped in whole (a comparison and a baseline use it)."""
+    with saving(directory, force=force) as window:
+        return window.save(write, run)
+
+
+@contextmanager
+def saving(directory: str | Path, *, force: bool = False) -> Iterator[Saving]:
+    """Open a save into ``directory``: its lock, a temporary folder beside it (``Saving.folder``, where
+    a run may stream its tables, so that saving them is a rename) and the signals that end a save.
+    Whatever is not swapped in by ``Saving.save`` is removed however the block ends."""
     directory = Path(directory)
     check_destination(directory, force=force)
     try:
         directory.resolve().parent.mkdir(parents=True, exist_ok=True)
         with _saving(directory.resolve()) as (tmp, held):
-            write(tmp)
-            _write_run_json(tmp, run, os.listdir(tmp))
-            destination = check_destination(directory, force=force)  # again: it may have changed meanwhile
-            with held():
-                if destination.merge:
-                    _merge(tmp, destination)
-                else:
-                    _swap(tmp, destination.path)
+            yield Saving(directory, tmp, held, force)
     except OSError as err:
         raise SaveError(f"cannot save the result to {directory}: {_reason(err)}") from err
-    return directory
+
+
+@dataclass
+class Saving:
+    """An open save: the destination, its temporary folder, and ``held()`` for the swap."""
+
+    directory: Path
+    folder: Path
+    held: Callable[[], AbstractContextManager[None]]
+    force: bool
+
+    def save(self, write: Callable[[Path], None], run: dict[str, Any]) -> Path:
+        """``write(folder)``, run.json, then the swap (or the merge of a forced save)."""
+        write(self.folder)
+        _write_run_json(self.folder, run, os.listdir(self.folder))
+        destination = check_destination(self.directory, force=self.force)  # again: it may have changed meanwhile
+        with self.held():
+            if destination.merge:
+                _merge(self.folder, destination)
+            else:
+                _swap(self.folder, destination.path)
+        return self.directory
+
+    def save_result(
+        self,
+        result: Result,
+        *,
+        scenario: dict[str, Any] | None = None,
+        extra: Callable[[Path], None] | None = None,
+        on_table: Callable[[str], None] | None = None,
+    ) -> Path:
+        """Save ``result`` (``save_result``); a result streamed into this folder is then read from the
+        destination."""
+        run = dict(result.metadata)
+        if scenario is not None:
+            run["scenario_definition"] = scenario
+
+        def write(tmp: Path) -> None:
+            _write_tables(result, tmp, on_table)
+            if extra is not None:
+                extra(tmp)
+
+        streamed_here = result.spool is not None and result.spool.folder == self.folder
+        self.save(write, run)
+        if streamed_here:
+            result.spool = Spool(self.directory.resolve())
+        return self.directory
 
 
 def _write_tables(result: Result, tmp: Path, on_table: Callable[[str], None] | None) -> None:
-    identity = json.dumps({k: result.metadata.get(k) for k in IDENTITY}, sort_keys=True).encode()
-    for name, frame in result.tables.items():
-        table = pa.Table.from_pandas(frame, preserve_index=False)
-        table = table.replace_schema_metadata({**(table.schema.metadata or {}), METADATA_KEY: identity})
-        pq.write_table(table, tmp / f"{name}.parquet")
+    """Each table into ``tmp``: a file of the result's already there (a run streamed into it) is kept,
+    one elsewhere is copied (a link would let a later change to the saved file reach the result),
+    one held in memory only is written; each with the run's identity."""
+    identity = identity_of(result.metadata)
+    for name in TABLES:
+        source, target = result.file(name), tmp / f"{name}.parquet"
+        if source is None:
+            write_frame(target, result.tables[name], identity)
+        elif source != target:
+            shutil.copyfile(source, target)
+        rewrite_identity(target, identity)
         if on_table is not None:
             on_table(name)
 
@@ -450,18 +494,36 @@ def read_run_json(directory: str | Path) -> dict[str, Any]:
 
 
 def load_result(directory: str | Path) -> Result:
-    """Read a result directory written by ``save_result``; ResultError (NotAResult) names the file at fault."""
+    """Open a result directory written by ``save_result``: its tables are read when first asked for
+    (``Result``); ResultError (NotAResult) names the file at fault."""
     directory = Path(directory)
     metadata = read_run_json(directory)
-    frames = {t: _read_table(directory / f"{t}.parquet") for t in TABLES}
-    return Result(**frames, metadata=metadata)
+    for table in TABLES:
+        _check_table(directory / f"{table}.parquet")
+    return LoadedResult(metadata=metadata, spool=Spool(directory.resolve()))
 
 
-def _read_table(path: Path) -> pd.DataFrame:
+def _check_table(path: Path) -> None:
     if not path.exists():
         raise NotAResult(f"{path.parent}: not a balloonsim result (missing {path.name})")
     try:
-        return pd.read_parquet(path)
+        pq.ParquetFile(path).close()
     except (OSError, ValueError, pa.ArrowException) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise ResultError(f"{path}: not a readable Parquet file ({detail}); the result is damaged") from None
+        _damaged(path, err)
+
+
+def _damaged(path: Path, err: Exception) -> NoReturn:
+    detail = str(err).splitlines()[0] if str(err) else type(err).__name__
+    raise ResultError(f"{path}: not a readable Parquet file ({detail}); the result is damaged") from None
+
+
+class LoadedResult(Result):
+    """A saved result: a table that cannot be read when first asked for is a ResultError naming its file."""
+
+    def _table(self, name: str) -> pd.DataFrame:
+        try:
+            return super()._table(name)
+        except (OSError, ValueError, pa.ArrowException) as err:
+            if isinstance(err, ResultError):
+                raise
+            _damaged(self._path(name), err)
