@@ -11,8 +11,8 @@ run: $(VENV)/.installed-run  ## set up (what running needs), then run the quicks
 test: $(VENV)/.installed-test  ## set up (with the test tools and Jupyter), then run the whole test suite
 	$(BIN)/python -m pytest
 
-bench: $(VENV)/.installed-run  ## speed figures (not a test)
-	$(BIN)/balloonsim bench
+bench: $(VENV)/.installed-run  ## speed figures (not a test); ARGS="--oracle DIR --sweep --fleet 1000 24" for more
+	$(BIN)/balloonsim bench $(ARGS)
 
 notebooks: $(VENV)/.installed-notebooks  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
