@@ -64,6 +64,8 @@ def in_line_order(doc: CommentedMap, filename: str, issues: list[tuple[Loc, str]
 
 def plain(node: Any) -> Any:
     """ruamel's round-trip containers and scalars as plain dicts, lists, strings and numbers."""
+    if type(node) in (str, int):  # already plain (as flow_events reads events): most scalars of a long file
+        return node
     if isinstance(node, dict):
         return {str(k): plain(v) for k, v in node.items()}
     if isinstance(node, list):

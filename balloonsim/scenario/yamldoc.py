@@ -14,6 +14,7 @@ import warnings
 from typing import Any
 
 from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.composer import Composer, ComposerError, MaxDepthExceededError
 from ruamel.yaml.constructor import ConstructorError, RoundTripConstructor
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
@@ -21,6 +22,7 @@ from ruamel.yaml.events import AliasEvent
 from ruamel.yaml.reader import ReaderError
 
 from balloonsim.errors import ScenarioError, ScenarioWarning
+from balloonsim.scenario.flow_events import split_events
 from balloonsim.units import quoted
 
 #: The largest scenario file read (100,000 guests take ~12 MiB; ruamel.yaml reads some 0.1-0.3 MiB a second).
@@ -35,15 +37,40 @@ NODES_WARNING = 1_000_000
 
 
 def load_yaml(text: str, filename: str) -> Any:
-    """The document in ``text``; a ScenarioError with one line if it is not YAML or is beyond the limits."""
+    """The document in ``text``; a ScenarioError with one line if it is not YAML or is beyond the limits.
+
+    A long ``events:`` list of one-line flow mappings is read by ``flow_events``, the rest by
+    ruamel.yaml; when that is not the same document (anything unusual, or an error), ruamel.yaml
+    reads the whole, as it always did, for the same document and the same messages.
+    """
     if len(text) > MAX_BYTES:
         raise ScenarioError([f"{filename}: larger than {MAX_BYTES >> 20} MiB, more than a scenario needs"])
+    split = split_events(text)
+    if split is not None:
+        rest, line, events, nodes = split
+        try:
+            doc, expanded = _load(rest, filename)
+        except ScenarioError:
+            return _load(text, filename)[0]
+        if (
+            isinstance(doc, CommentedMap)
+            and doc.get("events", "") is None
+            and doc.lc.key("events")[0] == line
+            and expanded - 1 + nodes <= MAX_NODES  # the blanked key's null is not a node of the file
+        ):
+            doc["events"] = events
+            return doc
+    return _load(text, filename)[0]
+
+
+def _load(text: str, filename: str) -> tuple[Any, int]:
+    """ruamel.yaml's document, and its nodes with aliases expanded."""
     yaml = YAML()  # round-trip (the default typ): line numbers kept; always pure Python
     yaml.max_depth = MAX_DEPTH
     yaml.Composer = type("Composer", (_BoundedComposer,), {"filename": filename})
     yaml.Constructor = _Constructor
     try:
-        return yaml.load(text)
+        return yaml.load(text), yaml.composer.expanded
     except MaxDepthExceededError as err:
         raise ScenarioError([f"{filename}:{_line(err)}: YAML: nested deeper than {MAX_DEPTH} levels"]) from None
     except MarkedYAMLError as err:
