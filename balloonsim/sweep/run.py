@@ -180,6 +180,8 @@ def _executor(
     cluster: str | None,
     dask_local: int | None,
 ) -> Iterator[list[executors.Outcome]]:
+    if not todo:  # every run on disk: no pool or cluster to start
+        return executors.serial(runs, todo)
     if cluster is not None or dask_local is not None:
         return executors.dask(runs, todo, address=cluster, local=dask_local)
     workers = workers or executors.all_cores()
