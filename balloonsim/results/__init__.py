@@ -1,2 +1,3 @@
-"""What a run produces: column buffers (``recorder``), DataFrames (``result``),
-derived tables (``summary``) and Parquet files (``store``)."""
+"""What a run produces: column buffers streamed to Parquet row groups (``recorder``, ``tables``,
+``spool``), a lazily read ``Result`` (``result``), derived tables (``summary``, ``derived``,
+``planner``) and result folders (``store``)."""

@@ -44,8 +44,9 @@ KEY_COLUMNS = (
     Column("domain", "category"),
     Column("cause", "category"),
 )
-#: rows per row group: 64 Ki rows of ~40 columns is ~20 MiB of buffer, ~50 MiB while decoded
-#: (README: a larger group wrote no faster, a smaller one made larger files)
+#: rows per row group: 64 Ki rows of ~40 int64 columns is ~20 MiB of buffer, a few times that while
+#: a group is decoded and written; small against the model's own memory, large enough that a
+#: group's fixed cost (a DataFrame, an Arrow table, a Parquet row group) is spread over many rows
 ROW_GROUP = 65_536
 
 

@@ -18,7 +18,8 @@ result is saved only into a folder that is absent, empty or an earlier result
 (``force``: any folder, touching only balloonsim's files).  It is built in a
 temporary folder beside the destination, with one writer at a time (a lock
 file beside it), and swapped in when complete; SIGTERM while saving removes
-what was begun.
+what was begun.  ``balloonsim run`` opens that window (``saving``) before it
+simulates and streams the tables into its folder, so saving them is the swap.
 """
 
 from __future__ import annotations
