@@ -65,6 +65,9 @@ STATE_CODE = {None: 0, **{s: i + 1 for i, s in enumerate(BpState)}}
 class BalloonDriver:
     """The v5.12-v5.14 driver: a delayed work item on the system workqueue."""
 
+    #: not in balloon.c: each loop turn is a pass of its own (a kthread's), told at the wait before it
+    turns_are_passes = False
+
     COLUMNS = (
         *BALLOON_STATS_COLUMNS,
         Column("state", "category", STATES, fill=0),

@@ -53,6 +53,8 @@ HOURLY_SECONDS = 3600
 class KthreadBalloonDriver(BalloonDriver):
     """The v5.15 driver: the ``xen-balloon`` kernel thread."""
 
+    turns_are_passes = True
+
     COLUMNS = (
         *BALLOON_STATS_COLUMNS,
         Column("state", "category", STATES, fill=0),
@@ -105,6 +107,14 @@ class KthreadBalloonDriver(BalloonDriver):
             # pass below must still have credit, as it would one batch at a time (the wait ends the loop)
             if self.bulk_iterations and kernel.passes_unobserved and abs(self.current_credit()) > two_batches:
                 self._run_steady_iterations(leave_a_turn=True)
+            elif (
+                self.bulk_iterations and not kernel.iterations_take_no_time and abs(self.current_credit()) > two_batches
+            ):
+                waits = kernel.planned_turns(self)  # passes that take time, done lazily (lazy_turns.py)
+                if waits is not None:  # its first pass is done: the next begins at the wait
+                    yield from waits
+                    stalled = 0
+                    continue
 
             self.balloon_mutex.lock()
 

@@ -470,6 +470,11 @@ class GuestKernel:
         if self.meter.timeless:
             driver._run_steady_iterations()
             return ()
+        return plan_turns(self, driver) or ()
+
+    def planned_turns(self, driver: BalloonDriver) -> tuple[simpy.Event, ...] | None:
+        """The coming steady turns (each a pass of a balloon thread) done lazily, when they take time:
+        the events to wait for, or None when none was done."""
         return plan_turns(self, driver)
 
     def may_plan(self, direction: int) -> bool:
@@ -502,11 +507,18 @@ class GuestKernel:
         return turns
 
     def turns_done_at_once(self, turns: int) -> None:
-        """``turns`` steady turns of a plan applied: their cond_resched() calls, their time paid for as planned."""
-        self.activity.iterations += turns
+        """``turns`` steady turns of a plan applied: their cond_resched() calls, their time paid for as
+        planned; a thread's turns are passes, each told at the wait before it (``_thread_waits``)."""
+        a = self.activity
+        a.iterations += turns
         self.meter.mark_charged()
-        self._pages_in_seen = self.activity.pages_in
+        self._pages_in_seen = a.pages_in
         self._reached_at_last_turn = False
+        if self.driver.turns_are_passes:
+            a.passes += turns  # each wait told the pass before it: requeued at once, DONE, pages moved
+            self._passes_seen = a.iterations - 1  # the last wait came before the last turn
+            self._moved_at_last_pass = a.pages_in + a.pages_out + a.hotplugged - self.frame_list_size
+            self._passes_spinning = 0
 
     def touch(self) -> None:
         """Something is about to change this guest: turns planned ahead end at the present instant."""

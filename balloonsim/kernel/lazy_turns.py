@@ -30,7 +30,6 @@ The host's rows between catch-ups add the plans' turns due by then
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import simpy
@@ -118,14 +117,15 @@ class TurnPlan:
         self.wake.succeed()
 
 
-def plan_turns(guest: GuestKernel, driver: BalloonDriver) -> Iterable[simpy.Event]:
-    """Start a plan of the coming steady turns, if there are enough; what the worker waits on.
+def plan_turns(guest: GuestKernel, driver: BalloonDriver) -> tuple[simpy.Event, ...] | None:
+    """Start a plan of the coming steady turns, if there are enough; what the worker waits on,
+    or None when it did nothing (no turn is steady enough).
 
     The first turn is done now, for real: what a steady turn counts, and so costs, is measured on
     it; the plan holds the turns after it."""
     direction, turns = driver.steady_turns(leave_a_turn=True)
     if turns < 3 or not guest.may_plan(direction):
-        return ()
+        return None
     cost = guest.steady_turn(driver, direction)
     wait = guest.meter.charge()  # the first turn's time, as its cond_resched() would charge it
     first = guest.env.now + wait
