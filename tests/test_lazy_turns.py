@@ -139,3 +139,41 @@ def test_a_long_costed_pass_takes_a_few_events_per_progress_row(monkeypatch, dri
     assert 2 * (7 + 3) <= len(plans) <= 2 * (9 + 5)
     # turn by turn each turn is a SimPy event; lazily a plan costs a handful
     assert next(slow.env._eid) - lazy_events >= 2 * 3072 - 10 * len(plans)
+
+
+def test_pages_coming_in_to_page_cache_that_waits_for_them_are_planned_too(monkeypatch):
+    # a 4 GiB guest down at 1 GiB while its programs read 3 GiB of files: ballooned back up at 20 s, each
+    # batch goes straight to the page cache (free memory stays at the cache's floor), turn after turn
+    waiting = []  # each balloon-in plan: the page cache still waiting when it was made
+    made = lazy_turns.TurnPlan.__init__
+
+    def counted(self, guest, driver, direction, *rest):
+        if direction > 0:
+            waiting.append(guest.tasks.unmet_cache())
+        made(self, guest, driver, direction, *rest)
+
+    monkeypatch.setattr(lazy_turns.TurnPlan, "__init__", counted)
+    scenario = Scenario.model_validate(
+        {
+            "name": "cache",
+            "duration": "40s",
+            "host": {"free": "0"},
+            "domains": [
+                {
+                    "name": "a",
+                    "memory": "4GiB",
+                    "kernel": {"used_at_boot": "100MiB"},
+                    "workloads": [{"name": "reader", "steps": [{"at": "5s", "cache": "3GiB"}]}],
+                }
+            ],
+            "events": [{"at": "1s", "domain": "a", "target": "1GiB"}, {"at": "20s", "domain": "a", "target": "4GiB"}],
+        }
+    )
+    lazy, turn_by_turn = both_ways(scenario)
+    for name in ("timeline", "events", "host", "targets"):
+        pd.testing.assert_frame_equal(lazy.tables[name], turn_by_turn.tables[name])
+    pd.testing.assert_frame_equal(lazy.summary, turn_by_turn.summary)
+    tl = lazy.timeline
+    assert tl[tl["time_s"] < 20].iloc[-1]["unmet_cache"] > 0  # the files wait for memory when it comes back
+    # ... and the turns that fill the cache are planned (not only those after it is met, which need no settle)
+    assert max(waiting) > 0

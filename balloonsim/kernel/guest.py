@@ -34,7 +34,7 @@ from balloonsim.kernel.kthread import (
     wait_event_timeout,
 )
 from balloonsim.kernel.lazy_turns import TurnPlan, plan_turns
-from balloonsim.kernel.mm import GuestMemory, Pages
+from balloonsim.kernel.mm import GFP_HIGHUSER_MOVABLE, GuestMemory, Pages
 from balloonsim.kernel.tasks import Task, Tasks
 from balloonsim.kernel.watermarks import Reserves, compute_reserves, init_per_zone_wmark_min, zones_now
 from balloonsim.kernel.workqueue import LIVELOCK_RUNS, DelayedWork, Mutex, WaitQueue, wait_event_interruptible
@@ -447,9 +447,7 @@ class GuestKernel:
         self.activity.iterations += 1
         if self.meter.timeless:
             return ()
-        if self.activity.pages_in > self._pages_in_seen:  # memory came in: waiting demand may use it
-            self._pages_in_seen = self.activity.pages_in
-            self.use_freed_memory()
+        self._use_pages_in()  # memory came in: waiting demand may use it
         stats = self.driver.balloon_stats
         reached = stats.current_pages == stats.target_pages
         if not reached or self._reached_at_last_turn:
@@ -477,34 +475,61 @@ class GuestKernel:
         the events to wait for, or None when none was done."""
         return plan_turns(self, driver)
 
-    def may_plan(self, direction: int) -> bool:
+    def may_plan(self) -> bool:
         """Whether the coming steady turns may be done lazily at all: no progress row due now, no PoD
-        page to touch, no backend asleep on the balloon's wait queue, no task waiting for pages."""
+        page to touch, no backend asleep on the balloon's wait queue."""
         if self.untouched or self.driver.balloon_wq.has_sleepers():
             return False
-        if self.observer.next_row_due(self) <= self.env.now:
-            return False
-        return direction < 0 or not (self.tasks.tasks and self.tasks.unmet_demand())
+        return self.observer.next_row_due(self) > self.env.now
 
     def steady_turn(self, driver: BalloonDriver, direction: int) -> int:
-        """One steady turn now, with its cond_resched() (no row due, no demand waiting: see ``may_plan``);
-        the nanoseconds its work costs."""
+        """One steady turn now, with its cond_resched() (no row due: see ``may_plan``); the nanoseconds
+        its work costs."""
         before = self.meter.counts()
         driver.do_steady_turns(direction, 1)
         self.activity.iterations += 1
-        self._pages_in_seen = self.activity.pages_in
         self._reached_at_last_turn = False
+        self._use_pages_in()
         return self.meter.ns_since(before)
+
+    def _use_pages_in(self) -> None:
+        """cond_resched()'s look at the pages the balloon populated since the last: demand waiting for
+        them takes them now."""
+        if self.activity.pages_in > self._pages_in_seen:
+            self._pages_in_seen = self.activity.pages_in
+            self.use_freed_memory()
 
     def quiet_turns(self, direction: int, first: int, cost: int) -> int:
         """How many turns of ``cost`` ns from ``first`` no one but the worker would notice one by one:
-        no progress row falls due and kswapd stays asleep."""
+        no progress row falls due, kswapd stays asleep, and demand waiting for the pages coming in
+        takes each batch alike (``filled_turns``)."""
         row_due = self.observer.next_row_due(self)
         turns = -(-(row_due - first) // cost) if row_due > first else 0  # first + j*cost < row_due
         mm, kswapd = self.mm, self.kswapd
         if direction < 0 and not kswapd.running and kswapd.rate > 0:  # each allocation looks at the low floor
             turns = min(turns, max(0, mm.free_pages - mm.low_floor) // self.frame_list_size)
+        elif direction > 0 and self.tasks.tasks and self.tasks.unmet_demand():
+            turns = min(turns, self._filled_turns())
         return turns
+
+    def _filled_turns(self) -> int:
+        """Balloon-in turns after each of which the tasks' settle() does the same: nothing, or grow the
+        page cache by the batch.
+
+        Demand that waits without a live task lacking anonymous pages or any in swap is page cache
+        (or a killed task's, which settle() passes over).  With the live tasks' cache met, each settle
+        does nothing.  Else, when free memory is down at the cache's floor (the last settle filled
+        all it could) and the cache wants a batch per turn, each batch is taken whole and free memory
+        stays at the floor (kswapd sleeps): one settle after n batches takes n batches, the same."""
+        tasks, mm = self.tasks, self.mm
+        if any(t.swapped or (t.unmet_anon and not t.killed) for t in tasks.tasks):
+            return 0
+        want = tasks.cache_demand() - mm.page_cache.total
+        if want <= 0:
+            return 1 << 62  # no bound of theirs
+        if mm.free_pages != max(mm.low_floor, mm.floor[GFP_HIGHUSER_MOVABLE]):
+            return 0
+        return want // self.frame_list_size
 
     def turns_done_at_once(self, turns: int) -> None:
         """``turns`` steady turns of a plan applied: their cond_resched() calls, their time paid for as
@@ -512,8 +537,8 @@ class GuestKernel:
         a = self.activity
         a.iterations += turns
         self.meter.mark_charged()
-        self._pages_in_seen = a.pages_in
         self._reached_at_last_turn = False
+        self._use_pages_in()
         if self.driver.turns_are_passes:
             a.passes += turns  # each wait told the pass before it: requeued at once, DONE, pages moved
             self._passes_seen = a.iterations - 1  # the last wait came before the last turn

@@ -21,8 +21,8 @@ schedules one wake-up at ``start + k * cost`` and applies the turns *lazily*:
 
 The plan is made only where its turns provably do nothing but move pages and
 count: no progress row falls due (``progress_every``), kswapd does not wake,
-no PoD page is touched, nobody sleeps on the balloon's wait queue, no task's
-demand waits for the pages coming in, and Xen's free pool holds every page
+no PoD page is touched, nobody sleeps on the balloon's wait queue, demand
+waiting for the pages coming in takes each batch alike, and Xen's free pool holds every page
 a balloon-in will take (``Host`` keeps that true for all plans at once).
 The host's rows between catch-ups add the plans' turns due by then
 (``Host.row_values``), so every timeline is what turn by turn gives.
@@ -123,8 +123,10 @@ def plan_turns(guest: GuestKernel, driver: BalloonDriver) -> tuple[simpy.Event, 
 
     The first turn is done now, for real: what a steady turn counts, and so costs, is measured on
     it; the plan holds the turns after it."""
+    if not guest.may_plan():  # the cheaper test first
+        return None
     direction, turns = driver.steady_turns(leave_a_turn=True)
-    if turns < 3 or not guest.may_plan(direction):
+    if turns < 3:
         return None
     cost = guest.steady_turn(driver, direction)
     wait = guest.meter.charge()  # the first turn's time, as its cond_resched() would charge it

@@ -145,9 +145,10 @@ class Recorder:
             self._check_values(index)
         timeline = self.timeline
         if slots is None:
-            timeline.extend((now, index, cause))
+            values = [now, index, cause]
             for source in sources:
-                timeline.extend(source.row_values())
+                values += source.row_values()
+            timeline.extend(values)  # one extend: a row is ~50 values from ~6 components
         else:
             values = [c.fill for c in self.columns]
             values[:3] = (now, index, cause)
