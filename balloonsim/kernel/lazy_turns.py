@@ -1,6 +1,7 @@
 """Loop turns that take simulated time, done at once yet seen one by one.
 
-With costs, each turn of the balloon worker's loop takes simulated time
+With costs, each turn of the balloon worker's loop (a delayed work's loop
+turn up to v5.14, a kernel thread's pass from v5.15) takes simulated time
 (``costs``): its effects happen at its start, then ``cond_resched()`` waits
 for its cost.  A run of k *steady* turns (``BalloonDriver.steady_turns``:
 each a whole batch ending BP_DONE) costs the same ``cost`` each, so turn j
