@@ -537,7 +537,8 @@ def test_a_run_implying_millions_of_rows_warns():
         parse_scenario(domain(workloads="[{name: p, periodic: {period: 10us, anon: [0, 1MiB]}}]"), "s.yaml")
     assert [str(w.message) for w in caught] == [
         "s.yaml:6: domains.0.workloads.0: warning: about 18,000,004 timeline rows (one per event and per workload "
-        "change; 18,000,003 from here): over 1,000,000, the tables may take gigabytes of memory"
+        "change; 18,000,003 from here): over 1,000,000, the tables take gigabytes to load whole (the run streams "
+        "them to disk)"
     ]
 
 

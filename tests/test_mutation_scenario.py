@@ -153,7 +153,7 @@ def test_a_replay_changes_at_each_sample_of_each_lap(tmp_path):
 
 #: A ramp from 1 s of 999998 one-microsecond steps: the level before it, then 999999 levels (Ramp.changes_until)
 MILLION = {"name": "m", "ramp": {"start": "1s", "duration": "999998us", "step": "1us", "anon": [0, "1MiB"]}}
-TOO_MANY = "the tables may take gigabytes of memory"
+TOO_MANY = "the tables take gigabytes to load whole (the run streams them to disk)"
 
 
 def test_a_million_rows_is_not_yet_too_many():

@@ -373,7 +373,7 @@ def _rows_warnings(scenario: Scenario) -> list[Issue]:
         (
             loc,
             f"about {total:,} timeline rows (one per event and per workload change; {most:,} from here): "
-            f"over {ROWS_WARNING:,}, the tables may take gigabytes of memory",
+            f"over {ROWS_WARNING:,}, the tables take gigabytes to load whole (the run streams them to disk)",
         )
     ]
 
