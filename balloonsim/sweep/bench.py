@@ -1,7 +1,8 @@
 """How much faster a sweep runs on 2 workers than on 1 (the benchmark calls ``speedup``).
 
 The same Monte Carlo sweep, ``runs`` seeds of one host (eight guests with bursty workloads, a
-``mem-set`` every 15 s shrinking or growing one of them, runtime costs, ten simulated minutes),
+``mem-set`` every 15 s shrinking or growing one of them, runtime costs, two simulated hours: some
+seconds a run, so that the pool's start-up is small beside the runs),
 is run whole (checking the points, the runs, writing each and the table; no figures) on 1 worker
 (in this process, as a single-core user would run it) and on a pool of 2.
 
@@ -20,15 +21,15 @@ from pathlib import Path
 from balloonsim.sweep.run import run_sweep
 
 GUESTS = 8
+DURATION_S = 2 * 3600
 #: every 15 s one guest is given 1 GiB or its 3 GiB back, in turn
 MEM_SETS = "".join(
     f"  - {{at: {15 * (k + 1)}s, domain: g{k % GUESTS + 1}, mem_set: {'1GiB' if k // GUESTS % 2 == 0 else '3GiB'}}}\n"
-    for k in range(39)
+    for k in range(DURATION_S // 15 - 1)
 )
 HOST = (
+    f"name: bench-host\nduration: {DURATION_S}s\n"
     """\
-name: bench-host
-duration: 10min
 host: {total: 32GiB}
 x-guest: &guest
   memory: 3GiB
@@ -37,10 +38,7 @@ x-guest: &guest
     - {name: service, constant: {anon: 400MiB, cache: 300MiB}}
     - {name: jobs, bursts: {every: 20s, length: 10s, anon: [128MiB, 768MiB]}}
 domains:
-"""
-    + "".join(f"  - {{<<: *guest, name: g{i + 1}}}\n" for i in range(GUESTS))
-    + "events:\n"
-    + MEM_SETS
+""" + "".join(f"  - {{<<: *guest, name: g{i + 1}}}\n" for i in range(GUESTS)) + "events:\n" + MEM_SETS
 )
 
 
