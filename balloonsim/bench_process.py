@@ -59,12 +59,22 @@ def balloonsim_rate(steps: int = STEPS) -> ProcessRate:
     return ProcessRate(wall, int(calls), detail.strip())
 
 
+def oracle_problem(oracle_dir: str | Path) -> str | None:
+    """None when ``oracle_dir`` holds a built oracle and its small-steps generator; else what is missing."""
+    oracle_dir = Path(oracle_dir)
+    for needed, executable in ((oracle_dir / "oracle", True), (oracle_dir / "bench" / "gen_small_steps.py", False)):
+        if not (os.access(needed, os.X_OK) if executable else needed.is_file()):
+            return f"{needed}: not found; a built copy of the oracle is needed (cp -r shared/oracle DIR; make -C DIR)"
+    return None
+
+
 def oracle_rate(oracle_dir: str | Path, steps: int = STEPS) -> ProcessRate:
     """``oracle -q`` on the oracle's own small-steps script (``bench/gen_small_steps.py steps``)."""
     oracle_dir = Path(oracle_dir)
     binary = oracle_dir / "oracle"
-    if not os.access(binary, os.X_OK):
-        raise FileNotFoundError(f"{binary}: no built oracle (cp -r shared/oracle DIR; make -C DIR/oracle)")
+    problem = oracle_problem(oracle_dir)
+    if problem:
+        raise FileNotFoundError(problem)
     with tempfile.TemporaryDirectory(prefix="balloonsim-oracle-") as tmp:
         script, csv = Path(tmp) / "small_steps.script", Path(tmp) / "small_steps.csv"
         with script.open("w") as out:

@@ -235,7 +235,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--fleet",
         nargs=2,
         metavar=("GUESTS", "HOURS"),
-        type=float,
         help="also run the host-hour host with GUESTS guests for HOURS simulated hours "  # pragma: no mutate
         "in a fresh process: wall time and peak memory (e.g. --fleet 1000 24)",  # pragma: no mutate
     )
@@ -925,10 +924,24 @@ def cmd_oracle_compare(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _fleet_size(guests: str, hours: str) -> tuple[int, float]:
+    """``--fleet GUESTS HOURS``: a whole number of guests >= 1 and hours > 0, else a UsageError."""
+    try:
+        size = int(guests), float(hours)
+    except ValueError:
+        size = (0, 0.0)
+    if size[0] < 1 or not (math.isfinite(size[1]) and size[1] > 0):
+        raise UsageError(f"--fleet {guests} {hours}: give a whole number of guests (at least 1) and hours above 0")
+    return size
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
     from balloonsim.bench import main as bench_main
+    from balloonsim.bench_process import oracle_problem
 
-    fleet = None if args.fleet is None else (int(args.fleet[0]), args.fleet[1])
+    fleet = None if args.fleet is None else _fleet_size(*args.fleet)
+    if args.oracle is not None and (problem := oracle_problem(args.oracle)):
+        raise UsageError(f"--oracle {problem}")  # before minutes of other cases
     return bench_main(quick=args.quick, fleet_size=fleet, oracle_dir=args.oracle, sweep=args.sweep)
 
 

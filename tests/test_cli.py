@@ -4,6 +4,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from balloonsim.cli import main
 
 ROOT = Path(__file__).parent.parent
@@ -80,6 +82,26 @@ def test_bench_quick_counts(capsys):
     # two round trips 64 GiB -> 1 GiB -> 64 GiB move 4 x 63 GiB in batches of 512
     assert "(66060288 pages, 4 passes, 129028 turns)" in out
     assert "small steps: 20000 target changes" in out
+
+
+@pytest.mark.parametrize(
+    "args, error",
+    [
+        (["--fleet", "0", "24"], "--fleet 0 24: give a whole number of guests (at least 1) and hours above 0"),
+        (["--fleet", "1.5", "2"], "--fleet 1.5 2: give a whole number of guests (at least 1) and hours above 0"),
+        (["--fleet", "10", "-1"], "--fleet 10 -1: give a whole number of guests (at least 1) and hours above 0"),
+    ],
+)
+def test_bench_refuses_a_bad_fleet_before_running_anything(capsys, args, error):
+    assert main(["bench", *args]) == 2
+    out = capsys.readouterr()
+    assert out.err == f"balloonsim: {error}\n" and out.out == ""  # no case ran
+
+
+def test_bench_refuses_an_oracle_folder_without_a_built_oracle(tmp_path, capsys):
+    assert main(["bench", "--oracle", str(tmp_path)]) == 2
+    out = capsys.readouterr()
+    assert out.err.startswith(f"balloonsim: --oracle {tmp_path / 'oracle'}: not found") and out.out == ""
 
 
 def test_help_works_as_a_module():

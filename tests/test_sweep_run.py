@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -162,6 +163,19 @@ def test_a_failing_run_is_a_row_with_its_error_not_a_failed_sweep(spec, tmp_path
     assert sorted(failed["point"].unique()) == ["p001", "p003"] and len(failed) == 4  # one row per failed run
     assert set(failed["error"]) == {"step 7: pages not conserved"} and failed["domain"].isna().all()
     assert done.failed == 4 and len(done.table) == 4 * 2 + 4  # the 4 runs that did not fail: 2 guests each
+
+
+def test_runs_streamed_to_disk_leave_no_temporary_folder(spec, tmp_path, monkeypatch):
+    # a run longer than a row group streams its tables to a temporary folder; the sweep keeps only its
+    # summary rows, so each run's folder is removed as soon as they are read (groups of 3 rows here)
+    real = executors.Simulation
+    monkeypatch.setattr(executors, "Simulation", lambda *a, **kw: real(*a, **kw, row_group=3))
+    temporary = tmp_path / "tmp"
+    temporary.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temporary))
+    done = run_sweep(spec, out=tmp_path / "out", serial=True, figures=False)
+    assert done.failed == 0 and len(done.table) == 8 * 2
+    assert sorted(p.name for p in temporary.iterdir()) == []
 
 
 def test_another_spec_in_the_same_folder_is_refused_unless_forced(spec, tmp_path, capsys):

@@ -84,6 +84,30 @@ def test_derived_values_and_figure_axes_are_checked_after_the_schema(tmp_path):
     ]
 
 
+def test_a_setting_may_not_be_named_as_a_column_of_the_table(tmp_path):
+    # the table has its own seed, point and domain columns; the runs' seeds are the spec's seed: and seeds:
+    path = write(
+        tmp_path,
+        "name: s\nscenario: base.yaml\ngrid: {seed: [1, 2]}\n"
+        "random:\n  samples: 2\n  settings: {domain: {choice: [a]}}\n",
+    )
+    assert problems_of(path) == [
+        f"{path}:3: grid.seed: the runs' seeds come from the spec's own seed: and seeds: (a SeedSequence), "
+        "not a setting",
+        f"{path}:6: random.settings.domain: 'domain' names a column of the sweep's table; choose another setting",
+    ]
+
+
+def test_a_cluster_address_dask_cannot_read_is_refused_before_the_folder_is_made(tmp_path, capsys):
+    path = write(tmp_path, "name: s\nscenario: base.yaml\n")
+    assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--cluster", "schedulerhost"]) == 2
+    assert capsys.readouterr().err == (
+        "balloonsim: --cluster schedulerhost: missing port number in address 'schedulerhost'; "
+        "give the scheduler as tcp://HOST:PORT\n"
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_command_line_prints_the_problems_and_exits_2_before_writing(tmp_path, capsys):
     path = write(tmp_path, "name: s\nscenario: base.yaml\ngrid: {guests: [0]}\n")
     assert main(["sweep", str(path), "--out", str(tmp_path / "out"), "--serial"]) == 2

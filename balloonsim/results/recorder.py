@@ -264,8 +264,9 @@ class Recorder:
             file.close(categories[name])
             if renamed:  # rows written before the run's identity was known
                 rewrite_identity(file.path, self.identity)
-        assert self.spool is not None
-        return self.spool, whole
+        spool, self.spool = self.spool, None  # handed over: the Result alone owns it (and removes it)
+        assert spool is not None
+        return spool, whole
 
     def abort(self) -> None:
         """The run failed: close the files and remove a temporary folder."""

@@ -55,7 +55,8 @@ class Runs:
             result = Simulation(self.scenario(point), self.seeds[seed_index]).run(progress=False)
         except SimulationError as err:
             return failed_rows(str(err))
-        return run_rows(result)
+        with result:  # a long run's tables were streamed to a temporary folder: removed here
+            return run_rows(result)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "_cache": {}}
@@ -131,6 +132,18 @@ def all_cores() -> int:
 # -- Dask -----------------------------------------------------------------------------------
 
 
+def check_address(address: str) -> None:
+    """A scheduler address dask can read (``tcp://host:8786``, ``host:8786``), else a UsageError."""
+    try:
+        from distributed.comm.addressing import parse_address, parse_host_port
+
+        parse_host_port(parse_address(address)[1])
+    except ImportError:  # pragma: no cover - a dependency, but an install may lack it
+        return  # dask() says what is missing
+    except ValueError as err:
+        raise UsageError(f"--cluster {address}: {err}; give the scheduler as tcp://HOST:PORT") from None
+
+
 def dask(
     runs: Runs, keys: list[Key], *, address: str | None = None, local: int | None = None
 ) -> Iterator[list[Outcome]]:
@@ -144,7 +157,7 @@ def dask(
     )
     try:
         client = Client(cluster if cluster is not None else address, timeout=30)
-    except (OSError, TimeoutError) as err:
+    except (OSError, TimeoutError, ValueError) as err:  # (ValueError: an address dask cannot parse)
         if cluster is not None:
             cluster.close()
         raise UsageError(f"cannot reach the Dask scheduler at {address}: {err}") from None

@@ -134,6 +134,8 @@ def run_sweep(
     """Run a sweep (``balloonsim sweep``); ``on_run(file)`` is told after each run file is written."""
     started = time.perf_counter()
     checked = plan(source, Path(base_dir) if base_dir is not None else None)
+    if cluster is not None:
+        executors.check_address(cluster)  # before the sweep's folder is made
     folder = SweepFolder(Path(out) if out is not None else DEFAULT_ROOT / checked.name, checked.record(), force=force)
     try:
         keys = [(i, j) for i in range(len(checked.points)) for j in range(len(checked.seeds))]

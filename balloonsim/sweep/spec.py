@@ -27,6 +27,9 @@ from balloonsim.textfile import TextError, read_text
 #: settings that are not scenario paths but change the scenario as a whole (``derived``)
 GUESTS, OVERCOMMIT = "guests", "overcommit"
 DERIVED = (GUESTS, OVERCOMMIT)
+#: the table's own columns (table.py), which no setting may be named
+TABLE_COLUMNS = ("point", "seed_index", "seed", "domain", "failed", "error")
+RESERVED = {"seed": "the runs' seeds come from the spec's own seed: and seeds: (a SeedSequence), not a setting"}
 MAX_SEEDS = 100_000
 
 
@@ -144,6 +147,10 @@ def spec_problems(spec: SweepSpec) -> list[tuple[Loc, str]]:
             problems.append((("grid", name), "give at least one value"))
         if name in drawn:
             problems.append((("grid", name), "swept in grid and drawn at random too; choose one"))
+    for loc, name in [(("grid", n), n) for n in spec.grid] + [(("random", "settings", n), n) for n in drawn]:
+        if name in TABLE_COLUMNS:
+            why = RESERVED.get(name, f"{name!r} names a column of the sweep's table; choose another setting")
+            problems.append((loc, why))
     for name in DERIVED:
         for i, value in enumerate(spec.grid.get(name, [])):
             problems += [(("grid", name, i), m) for m in _derived_problem(name, value)]
