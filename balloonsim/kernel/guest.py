@@ -962,7 +962,10 @@ class GuestKernel:
         unpopulated_extra = self.max_pfn - self.ram_pages if self.config_xen_unpopulated_alloc else 0
         accounted = populated + ballooned + lent + offline + unpopulated_extra
         tasks = self.tasks.tasks
-        swapped = sum(t.swapped for t in tasks)
+        swapped, anon_ok = 0, True
+        for t in tasks:  # one pass: this runs at every row
+            swapped += t.swapped
+            anon_ok = anon_ok and t.anon.low + t.anon.high >= 0
         if (
             accounted == self.present_pages()
             and backed == self.domain.tot_pages
@@ -970,7 +973,7 @@ class GuestKernel:
             and swapped == mm.swap_used <= mm.swap_total
             and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
             and min(mm.programs.pages, mm.page_cache.total, mm.slab.total, mm.swap_used) >= 0
-            and all(t.anon.total >= 0 for t in tasks)
+            and anon_ok
         ):
             return None
         counts = {

@@ -129,13 +129,17 @@ class Tasks:
         task.killed = False
 
     def settle(self) -> None:
+        # (the tests inline skip what would do nothing: this runs at every workload step)
         for task in self.tasks:
-            if not task.killed:
+            if not task.killed and task.anon.low + task.anon.high + task.swapped > task.demand_anon:
                 self._shrink_to_demand(task)
         for task in self.tasks:
-            if not task.killed:
-                self._swap_in(task)
-                self._fault(task, task.unmet_anon)
+            if not task.killed:  # (an earlier task's fault may have killed it)
+                if task.swapped:
+                    self._swap_in(task)
+                short = task.demand_anon - task.anon.low - task.anon.high - task.swapped
+                if short > 0:
+                    self._fault(task, short)
         self._fill_cache()
 
     def _shrink_to_demand(self, task: Task) -> None:

@@ -71,6 +71,8 @@ class Host:
 
     def snapshot(self) -> tuple[int, int, int]:
         """(free, Σ tot_pages, other) now, without applying planned turns: their pages are added."""
+        if not self._plans:
+            return self._free, self.domain_pages, self.other_pages
         moved = sum(plan.pending_pages() for plan in self._plans)
         return self._free + moved, self.domain_pages - moved, self.other_pages
 
