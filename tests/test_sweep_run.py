@@ -148,6 +148,25 @@ def test_sigterm_stops_a_sweep_leaving_complete_runs_and_a_restart_finishes_it(s
     assert f"{RUNS} runs ({len(kept)} already on disk)" in done.stdout
 
 
+def test_a_worker_killed_ends_the_sweep_with_one_line_and_keeps_what_was_written(spec, tmp_path, capsys, monkeypatch):
+    real = executors.Runs.run
+
+    def killed_at_the_third_point(self, point, seed_index):
+        if point == 2:  # the kernel's OOM killer sends SIGKILL
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, point, seed_index)
+
+    monkeypatch.setattr(executors.Runs, "run", killed_at_the_third_point)  # the forked workers have it too
+    assert main(["sweep", str(spec), "--out", str(tmp_path / "out"), "--workers", "2", "--no-figures"]) == 1
+    err = capsys.readouterr().err
+    assert err == (
+        "balloonsim: a worker process was killed by signal 9 (the OOM killer's is 9) before its runs were done; "
+        "the runs written are kept: start the sweep again to do the others\n"
+    )
+    kept = os.listdir(tmp_path / "out" / "runs")
+    assert all(name.endswith(".parquet") and not name.startswith("p002") for name in kept)
+
+
 def test_a_failing_run_is_a_row_with_its_error_not_a_failed_sweep(spec, tmp_path, monkeypatch):
     real = executors.Simulation
 

@@ -10,18 +10,20 @@ writes.
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import warnings
 from collections.abc import Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.connection import wait as connection_wait
 from typing import Any
 
 import pandas as pd
 
 from balloonsim.engine import Simulation
-from balloonsim.errors import SimulationError, UsageError
+from balloonsim.errors import BalloonsimError, SimulationError, UsageError
 from balloonsim.scenario.model import Scenario
 from balloonsim.sweep.derived import point_scenario
 from balloonsim.sweep.table import failed_rows, parquet_bytes, run_rows
@@ -82,47 +84,78 @@ def serial(runs: Runs, keys: list[Key]) -> Iterator[list[Outcome]]:
 
 
 # -- a local process pool -------------------------------------------------------------------
+#
+# Each worker has a pipe of its own and is sent its next chunk when it returns one, so a worker
+# stopped at any moment (an interrupt, the OOM killer) spoils only its own pipe: nothing shared
+# waits for ever on half a message (as concurrent.futures' pool does when a worker it must
+# terminate was sending a result).
 
-_worker_runs: Runs | None = None
 
-
-def _start_worker(runs: Runs) -> None:
-    """A pool worker keeps the sweep's runs, and leaves Ctrl-C (sent to the whole terminal's
-    process group) to the coordinator, which stops the pool."""
-    global _worker_runs
-    _worker_runs = runs
+def _worker(runs: Runs, conn: Connection) -> None:
+    """A worker: chunks in, outcomes out, until it is sent None.  Ctrl-C (sent to the whole
+    terminal's process group) is the coordinator's to handle, which stops the workers."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the coordinator's handler, inherited by fork
-
-
-def _run_in_worker(chunk: Sequence[Key]) -> list[Outcome]:
-    assert _worker_runs is not None
-    return run_chunk(_worker_runs, chunk)
+    while (chunk := conn.recv()) is not None:
+        conn.send(run_chunk(runs, chunk))
 
 
 def process_pool(runs: Runs, keys: list[Key], workers: int) -> Iterator[list[Outcome]]:
     """On ``workers`` local processes (forked where the platform allows: nothing to import again)."""
-    pool = ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(runs,))
+    chunks = iter(chunked(keys, workers))
+    busy: dict[Connection, multiprocessing.process.BaseProcess] = {}
+    started = []
+    finished = False
     try:
-        pending = {pool.submit(_run_in_worker, chunk) for chunk in chunked(keys, workers)}
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                yield future.result()
+        for _ in range(workers):
+            ours, theirs = multiprocessing.Pipe()
+            process = multiprocessing.Process(target=_worker, args=(runs, theirs), daemon=True)
+            process.start()
+            theirs.close()
+            started.append((process, ours))
+            if not _give_next(ours, chunks):
+                break
+            busy[ours] = process
+        while busy:
+            ready = set(connection_wait([*busy, *(p.sentinel for p in busy.values())]))
+            for conn, process in list(busy.items()):
+                if conn in ready:
+                    yield _result(conn, process)
+                    if not _give_next(conn, chunks):
+                        del busy[conn]
+                elif process.sentinel in ready:
+                    _result(conn, process)  # raises: it ended without a result
+        finished = True
     finally:
-        _stop(pool)
+        for process, conn in started:
+            if not finished:  # interrupted: the runs under way are not wanted (their files never begun)
+                process.terminate()
+            process.join()  # (when finished, each was sent None and ends by itself)
+            conn.close()
 
 
-def _stop(pool: ProcessPoolExecutor) -> None:
-    """End the pool at once, its running runs too (after an interrupt they are not wanted)."""
-    # Python 3.14 has pool.terminate_workers(); before it the processes are only reachable here,
-    # and only until shutdown() forgets them
-    processes = list((getattr(pool, "_processes", None) or {}).values())
-    pool.shutdown(wait=False, cancel_futures=True)
-    for process in processes:
-        process.terminate()
-    for process in processes:
+def _result(conn: Connection, process: multiprocessing.process.BaseProcess) -> list[Outcome]:
+    try:
+        return conn.recv()
+    except EOFError:
         process.join()
+        code = process.exitcode or 0
+        how = f"was killed by signal {-code} (the OOM killer's is 9)" if code < 0 else f"ended with status {code}"
+        raise WorkerDied(
+            f"a worker process {how} before its runs were done; the runs written are kept: "
+            "start the sweep again to do the others"
+        ) from None
+
+
+def _give_next(conn: Connection, chunks: Iterator[list[Key]]) -> bool:
+    """Send the worker its next chunk, or None (stop) when there is none; whether it got one."""
+    chunk = next(chunks, None)
+    conn.send(chunk)
+    return chunk is not None
+
+
+class WorkerDied(BalloonsimError):
+    """A pool's worker process ended while it had runs to do."""
 
 
 def all_cores() -> int:
