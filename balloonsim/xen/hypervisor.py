@@ -58,6 +58,8 @@ class Host:
         # applied before anyone reads the free pool, and what they will take from it is kept free
         self._plans: list[TurnPlan] = []
         self.applying = 0  # a plan's turns are being applied
+        self._changes = 0  # counts every change of the pool or the plans, for the snapshot's cache
+        self._snapshot: tuple[tuple[int, float, int], tuple[int, int, int]] | None = None
 
     @property
     def free_pages(self) -> int:
@@ -71,18 +73,25 @@ class Host:
 
     def snapshot(self) -> tuple[int, int, int]:
         """(free, Σ tot_pages, other) now, without applying planned turns: their pages are added."""
-        if not self._plans:
+        plans = self._plans
+        if not plans:
             return self._free, self.domain_pages, self.other_pages
-        moved = sum(plan.pending_pages() for plan in self._plans)
-        return self._free + moved, self.domain_pages - moved, self.other_pages
+        env = plans[0].guest.env
+        key = (env.now, env.reached, self._changes)  # a row's timeline and host parts read it twice
+        if self._snapshot is None or self._snapshot[0] != key:
+            moved = sum(plan.pending_pages() for plan in plans)
+            self._snapshot = key, (self._free + moved, self.domain_pages - moved, self.other_pages)
+        return self._snapshot[1]
 
     # -- planned loop turns (kernel/lazy_turns.py) -----------------------------------------
 
     def add_plan(self, plan: TurnPlan) -> None:
         self._plans.append(plan)
+        self._changes += 1
 
     def forget_plan(self, plan: TurnPlan) -> None:
         self._plans.remove(plan)
+        self._changes += 1
 
     def sync(self) -> None:
         """Apply every plan's turns due by now."""
@@ -123,10 +132,12 @@ class Host:
             self.sync()
             self.domain_pages += tot_pages
             self._free -= tot_pages
+            self._changes += 1
             self._keep_room_for_plans()
         else:
             self.domain_pages += tot_pages
             self.other_pages -= tot_pages
+            self._changes += 1
         return dom
 
     # XENMEM_populate_physmap with order-0 extents
@@ -172,6 +183,7 @@ class Host:
         dom.tot_pages += delta
         self.domain_pages += delta
         self._free -= delta
+        self._changes += 1
 
     # XEN_DOMCTL_set_pod_target (xc_domain_set_pod_target)
     def pod_set_target(self, dom: Domain, target: int) -> None:
@@ -227,6 +239,7 @@ class Host:
             )
         self._free = free_pages
         self.other_pages = other
+        self._changes += 1
         self._keep_room_for_plans()
 
     def conservation_problem(self, full: bool = False) -> str | None:
