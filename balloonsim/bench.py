@@ -14,7 +14,15 @@ compiled C run):
 * **host hour**: 100 guests of 4 GiB with random workloads (bursts over a
   steady base and a periodic page cache), the runtime costs, and a new
   target for each guest every 5 minutes, for one simulated hour: wall time,
-  SimPy events per second and timeline rows per second.
+  SimPy events per second and timeline rows per second; against the same
+  host turn by turn (the baseline of the lazy turns, ``kernel/lazy_turns.py``)
+  and raw SimPy with as many processes; and with the v5.16 thread driver.
+* **small steps, whole process**: from Python's start to the built result,
+  against the compiled oracle's whole process when ``--oracle DIR`` names a
+  built copy of it (``bench_process.py``).
+* ``--sweep``: one sweep on 1 worker and on 2 (``sweep/bench.py``);
+  ``--fleet GUESTS HOURS``: the host-hour host at fleet size, in a fresh
+  process, for its wall time and peak memory.
 """
 
 from __future__ import annotations
