@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from balloonsim import filelock
 from balloonsim.results import spool, store
 from balloonsim.results.result import Result
 from balloonsim.results.store import (
@@ -366,7 +367,7 @@ def test_a_lock_file_its_holder_removed_meanwhile_is_not_taken(tmp_path, monkeyp
         if len(calls) == 1:
             path.unlink()
 
-    monkeypatch.setattr(store.fcntl, "flock", flock)
+    monkeypatch.setattr(filelock.fcntl, "flock", flock)
     fd, locked = store._lock(tmp_path / "r")
     try:
         assert len(calls) == 2 and locked == path

@@ -25,7 +25,6 @@ simulates and streams the tables into its folder, so saving them is the swap.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import secrets
@@ -44,6 +43,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from balloonsim.errors import BalloonsimError, UsageError
+from balloonsim.filelock import try_lock
 from balloonsim.results.result import TABLES, Result
 from balloonsim.results.spool import METADATA_KEY as METADATA_KEY  # read by users of the store
 from balloonsim.results.spool import Spool, identity_of, rewrite_identity, write_frame
@@ -446,26 +446,13 @@ def _beside(directory: Path, kind: str) -> Path:
 def _lock(directory: Path) -> tuple[int, Path]:
     """flock ``.NAME.lock`` beside the folder, or raise ResultBusy at once."""
     path = directory.parent / f".{directory.name}.lock"
-    while True:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            raise ResultBusy(
-                f"{directory}: another balloonsim is writing there right now; this result was not saved "
-                "(run again when it has finished, or choose another folder)"
-            ) from None
-        if _is_file_at(fd, path):
-            return fd, path
-        os.close(fd)  # its holder removed it as we opened it: lock the new one
-
-
-def _is_file_at(fd: int, path: Path) -> bool:
-    try:
-        return os.path.samestat(os.fstat(fd), os.stat(path))
-    except FileNotFoundError:
-        return False
+    fd = try_lock(path)
+    if fd is None:
+        raise ResultBusy(
+            f"{directory}: another balloonsim is writing there right now; this result was not saved "
+            "(run again when it has finished, or choose another folder)"
+        )
+    return fd, path
 
 
 def _unlock(fd: int, path: Path) -> None:

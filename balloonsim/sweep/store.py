@@ -16,7 +16,6 @@ writes: a user's file is never replaced or removed.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from balloonsim.errors import UsageError
+from balloonsim.filelock import try_lock
 
 SWEEP_JSON = "sweep.json"
 MARKER = "balloonsim_sweep"
@@ -206,15 +206,12 @@ def _is_own_name(name: str) -> bool:
 
 
 def _lock(path: Path) -> int:
-    fd = os.open(path / LOCK, os.O_RDWR | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = try_lock(path / LOCK)
+    if fd is None:
         raise SweepFolderError(
             f"{path}: another balloonsim sweep is writing there right now; "
             "wait for it to finish, or choose another --out"
-        ) from None
+        )
     return fd
 
 
