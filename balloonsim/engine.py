@@ -299,9 +299,8 @@ class Simulation:
 
     def _compile(self, event: Event, index: dict[str, int]) -> tuple[int, int, Callable[..., Any], Any, int]:
         domain = -1 if event.domain is None else index[event.domain]
-        action = event.action  # (found once: a long script has one per event)
-        cause = event.sysfs.attribute if event.sysfs is not None else action
-        return event.at, domain, getattr(self, f"_on_{action}"), getattr(event, action), self.recorder.causes(cause)
+        action, value, cause = event.parts()
+        return event.at, domain, getattr(self, f"_on_{action}"), value, self.recorder.causes(cause)
 
     # Handlers of domain events return True when the event's row is due now.
 

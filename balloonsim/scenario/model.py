@@ -543,11 +543,16 @@ class Event(Model):
     @property
     def cause(self) -> str:
         """The timeline's ``cause`` for this event: the action, or the sysfs attribute."""
-        return self.sysfs.attribute if self.sysfs is not None else self.action
+        return self.parts()[2]
 
     @property
     def value(self) -> Any:
         return getattr(self, self.action)
+
+    def parts(self) -> tuple[str, Any, str]:
+        """(action, value, cause), the action found once (the engine compiles a script event by event)."""
+        action = self.action
+        return action, getattr(self, action), self.sysfs.attribute if self.sysfs is not None else action
 
 
 #: The actions an event may carry, exactly one each.
