@@ -122,12 +122,21 @@ def _replay(spec: Replay) -> Iterator[Demand]:
             return
 
 
-def drive(env: simpy.Environment, points: Iterator[Demand], until: int, apply: Callable[[int, int], None]) -> Process:
-    """A SimPy process: apply each demand at its time (the last of those at one instant), up to ``until``."""
-    for t, group in itertools.groupby(points, key=lambda p: p[0]):
+def drive(
+    env: simpy.Environment, points: Iterator[Demand], until: int, apply: Callable[[int, int], None], offset: int = 0
+) -> Process:
+    """A SimPy process: apply each demand at its time plus ``offset`` (the last of those at one
+    instant), up to ``until``."""
+    point = next(points, None)
+    while point is not None:
+        t, anon, cache = point
+        point = next(points, None)
+        while point is not None and point[0] == t:  # a later demand of the same instant wins
+            _, anon, cache = point
+            point = next(points, None)
+        t += offset
         if t > until:
             return
-        *_, (_, anon, cache) = group
         if t > env.now:
             yield Timer(env, t - env.now, EVENT)
         apply(anon, cache)

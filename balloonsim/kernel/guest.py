@@ -773,11 +773,8 @@ class GuestKernel:
         started = self.env.now
         for i, spec in enumerate(self.spec.workloads):
             task = self.tasks.add(spec.name, spec.oom_score_adj)
-            points = (
-                (started + t, anon, cache)
-                for t, anon, cache in demand_points(spec, workload_rng(seed, domain_index, i))
-            )
-            self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task))))
+            points = demand_points(spec, workload_rng(seed, domain_index, i))
+            self._drives.append(self.env.process(drive(self.env, points, until, partial(self._demand, task), started)))
 
     def _demand(self, task: Task, anon: int, cache: int) -> None:
         if not self.crashed:
@@ -787,8 +784,12 @@ class GuestKernel:
 
     def _settle(self, cause: str) -> None:
         """The tasks fault in what they demand; kswapd wakes if that left memory short; a row."""
-        self._unless_crashed(self.tasks.settle)
-        self._unless_crashed(self._fault_in_untouched)
+        if not self.crashed:
+            try:
+                self.tasks.settle()
+                self._fault_in_untouched()
+            except DomainCrashed:  # it ends there
+                pass
         self.kswapd.wakeup_kswapd()
         self.observer.row(self, cause)
 
@@ -952,30 +953,49 @@ class GuestKernel:
         """
         if self.crashed:
             return None
+        # this runs at every row: each count is read once, the tasks in one pass
         stats = self.driver.balloon_stats
         mm = self.mm
+        domain = self.domain
         lent = self.driver.backend_pages
         offline = self.hotplug.offline_pages
-        populated = mm.free_low + mm.free_high + self.used_pages()
-        backed = populated - self.untouched + self.domain.pod.cache + self.spec.videoram
-        ballooned = stats.balloon_low + stats.balloon_high
-        unpopulated_extra = self.max_pfn - self.ram_pages if self.config_xen_unpopulated_alloc else 0
-        accounted = populated + ballooned + lent + offline + unpopulated_extra
-        tasks = self.tasks.tasks
-        swapped, anon_ok = 0, True
-        for t in tasks:  # one pass: this runs at every row
+        free_low, free_high = mm.free_low, mm.free_high
+        balloon_low, balloon_high = stats.balloon_low, stats.balloon_high
+        cache, slab, programs, swap_used = mm.page_cache, mm.slab, mm.programs.pages, mm.swap_used
+        anon = swapped = 0
+        anon_ok = True
+        for t in self.tasks.tasks:
+            held = t.anon.low + t.anon.high
+            anon += held
             swapped += t.swapped
-            anon_ok = anon_ok and t.anon.low + t.anon.high >= 0
+            if held < 0:
+                anon_ok = False
+        page_cache, reclaimable_slab = cache.low + cache.high, slab.low + slab.high
+        populated = free_low + free_high + mm.kernel.total + programs + page_cache + reclaimable_slab + anon
+        unpopulated_extra = self.max_pfn - self.ram_pages if self.config_xen_unpopulated_alloc else 0
         if (
-            accounted == self.present_pages()
-            and backed == self.domain.tot_pages
-            and self.untouched == self.domain.pod.entries
-            and swapped == mm.swap_used <= mm.swap_total
-            and min(mm.free_low, mm.free_high, stats.balloon_low, stats.balloon_high, lent, offline) >= 0
-            and min(mm.programs.pages, mm.page_cache.total, mm.slab.total, mm.swap_used) >= 0
+            populated + balloon_low + balloon_high + lent + offline + unpopulated_extra == self.present_pages()
+            and populated - self.untouched + domain.pod.cache + self.spec.videoram == domain.tot_pages
+            and self.untouched == domain.pod.entries
+            and swapped == swap_used <= mm.swap_total
             and anon_ok
+            and free_low >= 0
+            and free_high >= 0
+            and balloon_low >= 0
+            and balloon_high >= 0
+            and lent >= 0
+            and offline >= 0
+            and programs >= 0
+            and page_cache >= 0
+            and reclaimable_slab >= 0
+            and swap_used >= 0
         ):
             return None
+        populated = free_low + free_high + self.used_pages()
+        backed = populated - self.untouched + domain.pod.cache + self.spec.videoram
+        ballooned = balloon_low + balloon_high
+        accounted = populated + ballooned + lent + offline + unpopulated_extra
+        tasks = self.tasks.tasks
         counts = {
             "free_low": mm.free_low,
             "free_high": mm.free_high,

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import warnings
 from array import array
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,11 @@ class Codes:
         return code
 
 
+def _getters(sources: Sequence[HasColumns]) -> tuple[Callable[[], tuple[int, ...]], ...]:
+    """The components' bound ``row_values``, looked up once: a row asks ~6 of them."""
+    return tuple(source.row_values for source in sources)
+
+
 class Recorder:
     #: rows after which a run says how large its timeline has grown (then at every doubling)
     WARN_ROWS = 2_000_000
@@ -99,11 +104,13 @@ class Recorder:
                     if first != column:  # one name, two meanings: one table cannot hold both
                         raise TypeError(f"{type(source).__name__} declares {column}, {by} {first}")
         position = {c.name: i for i, c in enumerate(self.columns)}
-        self._layouts: list[tuple[Sequence[HasColumns], list[int] | None]] = []
+        # per domain: its components' row_values methods, and where their values go (None: in order)
+        self._layouts: list[tuple[tuple[Callable[[], tuple[int, ...]], ...], list[int] | None]] = []
         for sources in row_sources:
             slots = [position[c.name] for source in sources for c in source.COLUMNS]
             whole = slots == list(range(len(KEY_COLUMNS), len(self.columns)))
-            self._layouts.append((tuple(sources), None if whole else slots))
+            self._layouts.append((_getters(sources), None if whole else slots))
+        self._sources = [tuple(sources) for sources in row_sources]
         self.hz = None if hz is None else np.asarray(hz, dtype=np.int64)
         self.identity = identity or identity_of({})
         self.row_group = row_group
@@ -127,10 +134,11 @@ class Recorder:
     def attach(self, index: int, sources: Sequence[HasColumns]) -> None:
         """Domain ``index`` is built (a VM start): its rows come from these components, which declare
         the columns its classes declared at the start of the run."""
-        old, slots = self._layouts[index]
+        old, slots = self._sources[index], self._layouts[index][1]
         if [c for s in old for c in s.COLUMNS] != [c for s in sources for c in s.COLUMNS]:
             raise TypeError(f"domain {self.domains[index]}: its components declare other columns than announced")
-        self._layouts[index] = (tuple(sources), slots)
+        self._sources[index] = tuple(sources)
+        self._layouts[index] = (_getters(sources), slots)
         self._unchecked.add(index)
 
     @property
@@ -140,19 +148,19 @@ class Recorder:
     def row(self, now: int, index: int, cause: int) -> None:
         """One timeline row for domain ``index``, its values asked of its components (and a host row
         if the host's memory changed since the last)."""
-        sources, slots = self._layouts[index]
+        getters, slots = self._layouts[index]
         if index in self._unchecked:
             self._check_values(index)
         timeline = self.timeline
         if slots is None:
             values = [now, index, cause]
-            for source in sources:
-                values += source.row_values()
+            for get in getters:
+                values += get()
             timeline.extend(values)  # one extend: a row is ~50 values from ~6 components
         else:
             values = [c.fill for c in self.columns]
             values[:3] = (now, index, cause)
-            for slot, value in zip(slots, (v for s in sources for v in s.row_values()), strict=True):
+            for slot, value in zip(slots, (v for get in getters for v in get()), strict=True):
                 values[slot] = value
             timeline.extend(values)
         state = self.host_model.snapshot()  # planned loop turns due by now included, not applied
@@ -170,7 +178,7 @@ class Recorder:
 
     def _check_values(self, index: int) -> None:
         """A component gives as many values as it declares columns (else the table would be garbled)."""
-        for source in self._layouts[index][0]:
+        for source in self._sources[index]:
             values = source.row_values()
             if len(values) != len(source.COLUMNS):
                 raise TypeError(
