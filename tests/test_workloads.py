@@ -6,13 +6,14 @@ import textwrap
 import numpy as np
 import pandas as pd
 import pytest
+import simpy
 
 from balloonsim.arch import ARCHES, zone_layout
 from balloonsim.errors import ScenarioError
 from balloonsim.kernel.watermarks import compute_reserves
 from balloonsim.scenario import parse_scenario
 from balloonsim.scenario.workloads import Workload
-from balloonsim.workload import demand_points, workload_rng
+from balloonsim.workload import demand_points, drive, workload_rng
 from conftest import GiB, MiB, make_scenario, run
 
 S = 1_000_000_000
@@ -21,6 +22,18 @@ S = 1_000_000_000
 def points(spec, n=50, seed=0):
     w = Workload.model_validate({"name": "w", **spec})
     return list(itertools.islice(demand_points(w, workload_rng(seed, 0, 0)), n))
+
+
+def test_drive_applies_the_last_demand_of_each_instant_at_its_time_plus_the_offset():
+    """Two demands at one instant are one change (the later wins); times count from ``offset``;
+    nothing after ``until`` is applied, and an instant already reached applies at once."""
+    env = simpy.Environment(initial_time=5)
+    applied = []
+    demands = iter([(0, 1, 10), (0, 2, 20), (3, 3, 30), (3, 4, 40), (3, 5, 50), (7, 6, 60), (9, 7, 70)])
+    env.process(drive(env, demands, until=12, apply=lambda a, c: applied.append((env.now, a, c)), offset=5))
+    env.run()
+    # at 0+5 the second of two wins; at 3+5 the third of three; 7+5 = 12 is still in; 9+5 = 14 is not
+    assert applied == [(5, 2, 20), (8, 5, 50), (12, 6, 60)]
 
 
 def test_constant_and_steps_hold_their_values():
