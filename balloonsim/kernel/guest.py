@@ -991,7 +991,6 @@ class GuestKernel:
             and swap_used >= 0
         ):
             return None
-        populated = free_low + free_high + self.used_pages()
         backed = populated - self.untouched + domain.pod.cache + self.spec.videoram
         ballooned = balloon_low + balloon_high
         accounted = populated + ballooned + lent + offline + unpopulated_extra
