@@ -971,7 +971,7 @@ class GuestKernel:
             if held < 0:
                 anon_ok = False
         page_cache, reclaimable_slab = cache.low + cache.high, slab.low + slab.high
-        populated = free_low + free_high + mm.kernel.total + programs + page_cache + reclaimable_slab + anon
+        populated = free_low + free_high + mm.used_pages() + anon  # used_pages(), with the anon of the pass above
         unpopulated_extra = self.max_pfn - self.ram_pages if self.config_xen_unpopulated_alloc else 0
         if (
             populated + balloon_low + balloon_high + lent + offline + unpopulated_extra == self.present_pages()
